@@ -1,0 +1,263 @@
+"""Gunicorn settings for hello-service.
+
+    gunicorn --config <release>/gunicorn.conf.py hello_service.wsgi:app
+
+Every setting comes from a HELLO_SERVICE_* environment variable. Values in
+the optional file named by HELLO_SERVICE_SETTINGS_FILE (KEY=VALUE lines,
+``#`` comments) override the environment.
+
+Why the file: Gunicorn executes this module again on every SIGHUP, but the
+master's environment is whatever systemd gave it at start. Reading the file
+here, on every evaluation, is what lets ``systemctl reload`` (a HUP) apply a
+changed setting: Gunicorn re-reads its own settings, and the file's values
+are exported to the master's environment (directly and through ``raw_env``)
+so the workers forked after the HUP build the app from them. A key removed
+from the file falls back to the environment value on the next HUP, because
+Gunicorn undoes its previous ``raw_env`` before re-reading this file.
+
+Only the standard library is imported: importing hello_service (and Flask)
+here would load it into the master, every worker would inherit that copy,
+and a HUP could no longer bring in new application code.
+"""
+
+import logging
+import os
+
+PREFIX = "HELLO_SERVICE_"
+SETTINGS_FILE_VARIABLE = PREFIX + "SETTINGS_FILE"
+
+# Gunicorn's settings, read below.
+GUNICORN_SETTING_KEYS = frozenset(
+    PREFIX + name
+    for name in (
+        "BIND",
+        "WORKERS",
+        "WORKER_CLASS",
+        "THREADS",
+        "TIMEOUT",
+        "GRACEFUL_TIMEOUT",
+        "KEEPALIVE",
+        "MAX_REQUESTS",
+        "MAX_REQUESTS_JITTER",
+        "FORWARDED_ALLOW_IPS",
+        "ACCESS_LOG",
+        "LOG_LEVEL",
+    )
+)
+# The application's settings (hello_service.config.SETTING_NAMES). They are
+# only passed through to the workers; the app validates their values when it
+# starts, and `gunicorn --check-config` runs that validation too.
+APP_SETTING_KEYS = frozenset(
+    PREFIX + name for name in ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "DEBUG", "SECRET_KEY")
+)
+# Settings whose values must never appear in an error message or a log line.
+SECRET_SETTING_KEYS = frozenset({PREFIX + "SECRET_KEY"})
+SETTINGS_FILE_KEYS = GUNICORN_SETTING_KEYS | APP_SETTING_KEYS
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+WORKER_CLASSES = ("sync", "gthread")
+
+
+class SettingsError(ValueError):
+    """A setting has an unknown name or an unusable value."""
+
+
+def _unquote(value):
+    # Tolerate KEY="value" as written for shells and systemd EnvironmentFile=.
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def _read_settings_file(path):
+    values = {}
+    try:
+        with open(path, encoding="utf-8") as settings_file:
+            lines = settings_file.read().splitlines()
+    except OSError as error:
+        raise SettingsError(f"{SETTINGS_FILE_VARIABLE}={path!r} cannot be read: {error}") from None
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, equals, value = text.partition("=")
+        key = key.strip()
+        where = f"{path}, line {number}"
+        if not equals or not key:
+            if any(secret in text for secret in SECRET_SETTING_KEYS):
+                # The rest of such a line is probably the secret itself.
+                raise SettingsError(f"{where}: expected KEY=VALUE, got a line of {len(text)} characters (not shown)")
+            raise SettingsError(f"{where}: expected KEY=VALUE, got {text!r}")
+        if key not in SETTINGS_FILE_KEYS:
+            raise SettingsError(
+                f"{where}: unknown setting {key!r}; known settings: " + ", ".join(sorted(SETTINGS_FILE_KEYS))
+            )
+        if key in values:
+            raise SettingsError(f"{where}: {key} is set more than once")
+        values[key] = _unquote(value.strip())
+    return values
+
+
+def _invalid(key, value, expected):
+    source = _origin.get(key, "environment")
+    return SettingsError(f"{key}={value!r} (from {source}) is invalid: expected {expected}")
+
+
+def _text(name, default):
+    return os.environ.get(PREFIX + name, default).strip()
+
+
+def _integer(name, default, minimum):
+    key = PREFIX + name
+    value = os.environ.get(key)
+    if value is None:
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise _invalid(key, value, f"an integer >= {minimum}") from None
+    if number < minimum:
+        raise _invalid(key, value, f"an integer >= {minimum}")
+    return number
+
+
+def _choice(name, default, choices):
+    key = PREFIX + name
+    value = os.environ.get(key, default)
+    if value.strip().lower() not in choices:
+        raise _invalid(key, value, "one of " + ", ".join(choices))
+    return value.strip().lower()
+
+
+def _usable_cpu_count():
+    # CPUs this process may run on (cgroup/affinity limits included), which
+    # can be fewer than the machine has. Not every platform (or seccomp
+    # filter) offers sched_getaffinity, hence the fallback.
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# --- Settings file -----------------------------------------------------------
+
+_settings_file_path = os.environ.get(SETTINGS_FILE_VARIABLE, "").strip()
+_file_values = _read_settings_file(_settings_file_path) if _settings_file_path else {}
+_origin = {key: f"settings file {_settings_file_path}" for key in _file_values}
+
+# Exported now so that this evaluation (and `--check-config`, which loads the
+# app right after) sees them; raw_env makes Gunicorn undo them before the
+# next HUP re-reads the file, so deleted keys do not linger.
+os.environ.update(_file_values)
+raw_env = [f"{key}={value}" for key, value in sorted(_file_values.items())]
+
+
+class _RedactSecrets(logging.Filter):
+    """Replace secret values in Gunicorn's own log lines.
+
+    At log level debug the master logs its whole configuration, raw_env
+    included, at start and on every HUP; a secret from the settings file
+    would otherwise be written to the journal.
+    """
+
+    def __init__(self, secrets):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record):
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "<redacted>")
+            record.msg, record.args = message, None
+        return True
+
+
+# Replaced on every evaluation (HUP), so a changed or removed secret is not
+# left behind in an older filter.
+_gunicorn_error_log = logging.getLogger("gunicorn.error")
+for _old_filter in [f for f in _gunicorn_error_log.filters if type(f).__name__ == _RedactSecrets.__name__]:
+    _gunicorn_error_log.removeFilter(_old_filter)
+_secrets = sorted({os.environ[key].strip() for key in SECRET_SETTING_KEYS if os.environ.get(key, "").strip()})
+if _secrets:
+    _gunicorn_error_log.addFilter(_RedactSecrets(_secrets))
+
+# --- Server socket -----------------------------------------------------------
+
+bind = [address.strip() for address in _text("BIND", "0.0.0.0:8080").split(",") if address.strip()]
+if not bind:
+    raise _invalid(PREFIX + "BIND", os.environ[PREFIX + "BIND"], "HOST:PORT or unix:PATH")
+
+# Gunicorn honours X-Forwarded-Proto & co. only from these addresses: the
+# load balancer or the local reverse proxy, never arbitrary clients.
+forwarded_allow_ips = _text("FORWARDED_ALLOW_IPS", "127.0.0.1")
+if not forwarded_allow_ips:
+    raise _invalid(
+        PREFIX + "FORWARDED_ALLOW_IPS",
+        os.environ[PREFIX + "FORWARDED_ALLOW_IPS"],
+        "addresses or networks, comma separated",
+    )
+
+# --- Workers -----------------------------------------------------------------
+
+# Gunicorn's rule of thumb for a CPU-light app: two workers per core, plus one.
+workers = _integer("WORKERS", 2 * _usable_cpu_count() + 1, minimum=1)
+
+# gthread keeps idle keep-alive connections from the load balancer without
+# tying up a whole worker process each; sync remains for debugging.
+worker_class = _choice("WORKER_CLASS", "gthread", WORKER_CLASSES)
+
+threads = _integer("THREADS", 2 if worker_class == "gthread" else 1, minimum=1)
+if worker_class == "sync" and threads > 1:
+    # Gunicorn would silently run gthread instead; say so rather than surprise.
+    raise _invalid(PREFIX + "THREADS", str(threads), "1 when HELLO_SERVICE_WORKER_CLASS=sync")
+
+timeout = _integer("TIMEOUT", 30, minimum=1)
+graceful_timeout = _integer("GRACEFUL_TIMEOUT", 20, minimum=1)
+
+# Longer than the load balancer's upstream keepalive_timeout (60 s), so the
+# balancer always closes an idle connection first and never sends a request
+# on a connection Gunicorn is closing at that moment (a spurious 502).
+keepalive = _integer("KEEPALIVE", 75, minimum=0)
+
+# Recycle workers now and then to bound any slow memory growth; the jitter
+# keeps all workers from restarting at the same moment.
+max_requests = _integer("MAX_REQUESTS", 10000, minimum=0)
+max_requests_jitter = _integer("MAX_REQUESTS_JITTER", max_requests // 10, minimum=0)
+
+# Not preloaded: each worker imports the app itself, so a HUP (new workers)
+# picks up new application code and the settings exported above.
+preload_app = False
+
+# Heartbeat files on tmpfs: a disk-backed /tmp can stall under I/O load and
+# get healthy workers killed for missing their heartbeat.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# --- Logging -----------------------------------------------------------------
+
+loglevel = _choice("LOG_LEVEL", "info", LOG_LEVELS)
+
+# Gunicorn's own messages go to stderr, where journald collects them.
+errorlog = "-"
+
+# Off by default: the app already writes one JSON line per request. When on,
+# the line is JSON too. The response's X-Request-ID is used because the app
+# sets it on every response, generated when the client sent none.
+# Gunicorn does not escape values: a path or agent containing a double quote
+# yields a line that is not valid JSON.
+accesslog = _text("ACCESS_LOG", "") or None
+access_log_format = (
+    '{"time": "%(t)s", "logger": "gunicorn.access", "request_id": "%({x-request-id}o)s", '
+    '"remote_addr": "%(h)s", "method": "%(m)s", "path": "%(U)s", "query": "%(q)s", '
+    '"status": %(s)s, "bytes": "%(B)s", "duration_ms": %(M)s, "user_agent": "%(a)s"}'
+)
+
+# --- Process -----------------------------------------------------------------
+
+proc_name = "hello-service"
+
+# systemd supervises the service and reload is a HUP (ExecReload), so
+# Gunicorn's control socket (on by default since 25.1) adds nothing but a
+# socket under $HOME or $XDG_RUNTIME_DIR, which the sandbox may not allow.
+control_socket_disable = True

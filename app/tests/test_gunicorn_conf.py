@@ -1,0 +1,297 @@
+"""gunicorn.conf.py evaluated the way Gunicorn does: as a fresh module.
+
+Each evaluation runs in a subprocess because the file writes to os.environ,
+which must not leak between tests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hello_service.config import ENV_PREFIX, SETTING_NAMES
+
+GUNICORN_SETTINGS = (
+    "bind",
+    "workers",
+    "worker_class",
+    "threads",
+    "timeout",
+    "graceful_timeout",
+    "keepalive",
+    "max_requests",
+    "max_requests_jitter",
+    "forwarded_allow_ips",
+    "accesslog",
+    "access_log_format",
+    "errorlog",
+    "loglevel",
+    "proc_name",
+    "preload_app",
+    "worker_tmp_dir",
+    "raw_env",
+    "control_socket_disable",
+)
+
+_EVALUATE = """
+import json, os, runpy, sys
+namespace = runpy.run_path(sys.argv[1])
+print(json.dumps({
+    "settings": {name: namespace.get(name) for name in sys.argv[2:]},
+    "app_setting_keys": sorted(namespace["APP_SETTING_KEYS"]),
+    "cpu_count": len(os.sched_getaffinity(0)),
+    "environ": {k: v for k, v in os.environ.items() if k.startswith("HELLO_SERVICE_")},
+}))
+"""
+
+
+class Evaluation:
+    def __init__(self, completed):
+        self.returncode = completed.returncode
+        self.stderr = completed.stderr
+        self.output = json.loads(completed.stdout) if completed.returncode == 0 else None
+
+    @property
+    def settings(self):
+        return self.output["settings"]
+
+    @property
+    def environ(self):
+        return self.output["environ"]
+
+
+@pytest.fixture
+def evaluate(app_dir):
+    """Evaluate gunicorn.conf.py with exactly the given HELLO_SERVICE_* variables."""
+
+    def run(**variables):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        env.update(variables)
+        completed = subprocess.run(
+            [sys.executable, "-c", _EVALUATE, str(app_dir / "gunicorn.conf.py"), *GUNICORN_SETTINGS],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return Evaluation(completed)
+
+    return run
+
+
+@pytest.fixture
+def settings_file(tmp_path):
+    """Write a settings file with the given lines and return its path."""
+    path = tmp_path / "hello-service.env"
+
+    def write(*lines):
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return str(path)
+
+    return write
+
+
+def test_defaults(evaluate):
+    evaluation = evaluate()
+    cores = evaluation.output["cpu_count"]
+    assert evaluation.settings | {"access_log_format": None, "worker_tmp_dir": None} == {
+        "bind": ["0.0.0.0:8080"],
+        "workers": 2 * cores + 1,
+        "worker_class": "gthread",
+        "threads": 2,
+        "timeout": 30,
+        "graceful_timeout": 20,
+        "keepalive": 75,
+        "max_requests": 10000,
+        "max_requests_jitter": 1000,
+        "forwarded_allow_ips": "127.0.0.1",
+        "accesslog": None,
+        "access_log_format": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "hello-service",
+        "preload_app": False,
+        "worker_tmp_dir": None,
+        "raw_env": [],
+        "control_socket_disable": True,
+    }
+
+
+def test_keepalive_outlasts_load_balancer_keepalive_of_60s(evaluate):
+    assert evaluate().settings["keepalive"] > 60
+
+
+def test_heartbeat_files_on_tmpfs_when_available(evaluate):
+    expected = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    assert evaluate().settings["worker_tmp_dir"] == expected
+
+
+def test_environment_overrides_every_setting(evaluate):
+    settings = evaluate(
+        HELLO_SERVICE_BIND="127.0.0.1:9000, unix:/run/hello.sock",
+        HELLO_SERVICE_WORKERS="3",
+        HELLO_SERVICE_WORKER_CLASS="sync",
+        HELLO_SERVICE_THREADS="1",
+        HELLO_SERVICE_TIMEOUT="10",
+        HELLO_SERVICE_GRACEFUL_TIMEOUT="5",
+        HELLO_SERVICE_KEEPALIVE="90",
+        HELLO_SERVICE_MAX_REQUESTS="500",
+        HELLO_SERVICE_MAX_REQUESTS_JITTER="7",
+        HELLO_SERVICE_FORWARDED_ALLOW_IPS="10.0.0.5,10.0.0.6",
+        HELLO_SERVICE_ACCESS_LOG="-",
+        HELLO_SERVICE_LOG_LEVEL="WARNING",
+    ).settings
+    assert settings["bind"] == ["127.0.0.1:9000", "unix:/run/hello.sock"]
+    assert (settings["workers"], settings["worker_class"], settings["threads"]) == (3, "sync", 1)
+    assert (settings["timeout"], settings["graceful_timeout"], settings["keepalive"]) == (10, 5, 90)
+    assert (settings["max_requests"], settings["max_requests_jitter"]) == (500, 7)
+    assert settings["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6"
+    assert (settings["accesslog"], settings["loglevel"]) == ("-", "warning")
+
+
+def test_jitter_defaults_to_a_tenth_of_max_requests(evaluate):
+    assert evaluate(HELLO_SERVICE_MAX_REQUESTS="2000").settings["max_requests_jitter"] == 200
+
+
+def test_sync_workers_default_to_one_thread(evaluate):
+    assert evaluate(HELLO_SERVICE_WORKER_CLASS="sync").settings["threads"] == 1
+
+
+def test_sync_workers_with_threads_are_refused(evaluate):
+    evaluation = evaluate(HELLO_SERVICE_WORKER_CLASS="sync", HELLO_SERVICE_THREADS="4")
+    assert evaluation.returncode != 0
+    assert "HELLO_SERVICE_THREADS='4'" in evaluation.stderr
+
+
+def test_access_log_format_is_json_with_request_id(evaluate):
+    log_format = evaluate().settings["access_log_format"]
+    sample = log_format % {
+        "t": "[01/Jan/2024:00:00:00 +0000]",
+        "{x-request-id}o": "abc",
+        "h": "127.0.0.1",
+        "m": "GET",
+        "U": "/requestme",
+        "q": "",
+        "s": "200",
+        "B": "29",
+        "M": "3",
+        "a": "curl/8",
+    }
+    assert json.loads(sample)["request_id"] == "abc"
+
+
+@pytest.mark.parametrize(
+    ("variable", "bad_value"),
+    [
+        ("HELLO_SERVICE_WORKERS", "0"),
+        ("HELLO_SERVICE_WORKERS", "many"),
+        ("HELLO_SERVICE_WORKER_CLASS", "gevent"),
+        ("HELLO_SERVICE_THREADS", "0"),
+        ("HELLO_SERVICE_TIMEOUT", "-5"),
+        ("HELLO_SERVICE_GRACEFUL_TIMEOUT", "soon"),
+        ("HELLO_SERVICE_KEEPALIVE", "1.5"),
+        ("HELLO_SERVICE_MAX_REQUESTS", "-1"),
+        ("HELLO_SERVICE_MAX_REQUESTS_JITTER", "x"),
+        ("HELLO_SERVICE_LOG_LEVEL", "loud"),
+        ("HELLO_SERVICE_BIND", " , "),
+        ("HELLO_SERVICE_FORWARDED_ALLOW_IPS", " "),
+    ],
+)
+def test_invalid_environment_value_names_variable_and_value(evaluate, variable, bad_value):
+    evaluation = evaluate(**{variable: bad_value})
+    assert evaluation.returncode != 0
+    assert f"{variable}={bad_value!r}" in evaluation.stderr
+
+
+def test_settings_file_overrides_environment(evaluate, settings_file):
+    path = settings_file("HELLO_SERVICE_WORKERS=4", "HELLO_SERVICE_TIMEOUT=12")
+    settings = evaluate(HELLO_SERVICE_SETTINGS_FILE=path, HELLO_SERVICE_WORKERS="9").settings
+    assert (settings["workers"], settings["timeout"]) == (4, 12)
+
+
+def test_settings_file_ignores_comments_blank_lines_and_spaces(evaluate, settings_file):
+    path = settings_file("# managed by Ansible", "", "   ", "  HELLO_SERVICE_WORKERS = 6  ")
+    assert evaluate(HELLO_SERVICE_SETTINGS_FILE=path).settings["workers"] == 6
+
+
+def test_settings_file_values_may_be_quoted(evaluate, settings_file):
+    path = settings_file('HELLO_SERVICE_RELEASE_ID="2024 05 01"', "HELLO_SERVICE_LOG_LEVEL='debug'")
+    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=path)
+    assert evaluation.environ["HELLO_SERVICE_RELEASE_ID"] == "2024 05 01"
+    assert evaluation.settings["loglevel"] == "debug"
+
+
+def test_settings_file_app_values_reach_the_environment(evaluate, settings_file):
+    path = settings_file("HELLO_SERVICE_RELEASE_ID=r7", "HELLO_SERVICE_PROXY_COUNT=1")
+    environ = evaluate(HELLO_SERVICE_SETTINGS_FILE=path, HELLO_SERVICE_RELEASE_ID="old").environ
+    assert (environ["HELLO_SERVICE_RELEASE_ID"], environ["HELLO_SERVICE_PROXY_COUNT"]) == ("r7", "1")
+
+
+def test_settings_file_values_are_passed_as_raw_env(evaluate, settings_file):
+    # raw_env is what Gunicorn undoes before re-reading the file on HUP.
+    path = settings_file("HELLO_SERVICE_RELEASE_ID=r7", "HELLO_SERVICE_DEBUG=false")
+    raw_env = evaluate(HELLO_SERVICE_SETTINGS_FILE=path).settings["raw_env"]
+    assert raw_env == ["HELLO_SERVICE_DEBUG=false", "HELLO_SERVICE_RELEASE_ID=r7"]
+
+
+def test_settings_file_unknown_key_is_named(evaluate, settings_file):
+    path = settings_file("HELLO_SERVICE_WORKERZ=4")
+    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=path)
+    assert evaluation.returncode != 0
+    assert "unknown setting 'HELLO_SERVICE_WORKERZ'" in evaluation.stderr
+
+
+def test_settings_file_cannot_name_another_settings_file(evaluate, settings_file):
+    path = settings_file("HELLO_SERVICE_SETTINGS_FILE=/etc/other")
+    assert "unknown setting 'HELLO_SERVICE_SETTINGS_FILE'" in evaluate(HELLO_SERVICE_SETTINGS_FILE=path).stderr
+
+
+def test_settings_file_invalid_value_names_key_value_and_file(evaluate, settings_file):
+    path = settings_file("HELLO_SERVICE_WORKERS=lots")
+    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=path)
+    assert evaluation.returncode != 0
+    assert f"HELLO_SERVICE_WORKERS='lots' (from settings file {path})" in evaluation.stderr
+
+
+def test_settings_file_line_without_equals_is_refused(evaluate, settings_file):
+    path = settings_file("HELLO_SERVICE_WORKERS 4")
+    assert "line 1: expected KEY=VALUE" in evaluate(HELLO_SERVICE_SETTINGS_FILE=path).stderr
+
+
+def test_settings_file_duplicate_key_is_refused(evaluate, settings_file):
+    path = settings_file("HELLO_SERVICE_WORKERS=4", "HELLO_SERVICE_WORKERS=5")
+    assert "HELLO_SERVICE_WORKERS is set more than once" in evaluate(HELLO_SERVICE_SETTINGS_FILE=path).stderr
+
+
+def test_missing_settings_file_is_an_error(evaluate, tmp_path):
+    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=str(tmp_path / "absent.env"))
+    assert evaluation.returncode != 0
+    assert "cannot be read" in evaluation.stderr
+
+
+def test_app_setting_keys_match_the_app(evaluate):
+    assert evaluate().output["app_setting_keys"] == sorted(ENV_PREFIX + name for name in SETTING_NAMES)
+
+
+SECRET = "conf-test-secret-0123456789abcdefgh"
+
+
+def test_settings_file_secret_key_reaches_the_environment(evaluate, settings_file):
+    path = settings_file(f"HELLO_SERVICE_SECRET_KEY={SECRET}")
+    assert evaluate(HELLO_SERVICE_SETTINGS_FILE=path).environ["HELLO_SERVICE_SECRET_KEY"] == SECRET
+
+
+def test_settings_file_secret_key_is_passed_as_raw_env(evaluate, settings_file):
+    path = settings_file(f"HELLO_SERVICE_SECRET_KEY={SECRET}")
+    assert evaluate(HELLO_SERVICE_SETTINGS_FILE=path).settings["raw_env"] == [f"HELLO_SERVICE_SECRET_KEY={SECRET}"]
+
+
+def test_settings_file_malformed_secret_key_line_is_not_shown(evaluate, settings_file):
+    path = settings_file(f"HELLO_SERVICE_SECRET_KEY {SECRET}")
+    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=path)
+    assert evaluation.returncode != 0
+    assert "line 1: expected KEY=VALUE" in evaluation.stderr
+    assert SECRET not in evaluation.stderr

@@ -1,0 +1,156 @@
+"""A real Gunicorn, started with the real gunicorn.conf.py, on loopback only.
+
+The scenario proves what the deployment relies on: a SIGHUP re-reads the
+settings file and new workers serve the new settings, without a restart.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+STARTUP_SECONDS = 30
+RELOAD_SECONDS = 30
+
+
+def _free_loopback_port():
+    # Gunicorn cannot report the port it got for :0, so find a free one first.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get_json(url):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.headers.get("Content-Type"), json.loads(response.read())
+
+
+class GunicornProcess:
+    def __init__(self, process, base_url, log_path):
+        self.process = process
+        self.base_url = base_url
+        self.log_path = log_path
+
+    def log(self):
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_until(self, predicate, seconds, what):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn exited with {self.process.returncode} while waiting for {what}:\n{self.log()}")
+            try:
+                if predicate():
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"timed out after {seconds}s waiting for {what}:\n{self.log()}")
+
+    def release(self):
+        return _get_json(self.base_url + "/healthz")[2]["release"]
+
+
+@pytest.fixture
+def settings_path(tmp_path):
+    return tmp_path / "hello-service.env"
+
+
+@pytest.fixture
+def extra_settings():
+    """More settings file lines; a test overrides this with parametrize."""
+    return ""
+
+
+@pytest.fixture
+def gunicorn(app_dir, tmp_path, settings_path, extra_settings):
+    port = _free_loopback_port()
+    settings_path.write_text(
+        "# as the role would template it\n"
+        f"HELLO_SERVICE_BIND=127.0.0.1:{port}\n"
+        "HELLO_SERVICE_WORKERS=1\n"
+        "HELLO_SERVICE_GRACEFUL_TIMEOUT=5\n"
+        "HELLO_SERVICE_RELEASE_ID=release-1\n" + extra_settings,
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELLO_SERVICE_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(app_dir / "src"), env.get("PYTHONPATH")])),
+        HELLO_SERVICE_SETTINGS_FILE=str(settings_path),
+        # What systemd's Environment= would hold; the file overrides it.
+        HELLO_SERVICE_RELEASE_ID="release-from-environment",
+    )
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", str(app_dir / "gunicorn.conf.py"), "hello_service.wsgi:app"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = GunicornProcess(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_serves_and_applies_settings_file_changes_on_hup(gunicorn, settings_path):
+    gunicorn.wait_until(lambda: gunicorn.release() == "release-1", STARTUP_SECONDS, "first answer")
+
+    status, content_type, body = _get_json(gunicorn.base_url + "/requestme")
+    assert (status, content_type, body) == (200, "application/json", {"message": "Hello Flask.!!"})
+
+    status, _, body = _get_json(gunicorn.base_url + "/healthz")
+    assert (status, body) == (200, {"status": "ok", "release": "release-1"})
+
+    settings_path.write_text(
+        settings_path.read_text(encoding="utf-8").replace("release-1", "release-2"), encoding="utf-8"
+    )
+    gunicorn.process.send_signal(signal.SIGHUP)
+    gunicorn.wait_until(lambda: gunicorn.release() == "release-2", RELOAD_SECONDS, "release-2 after HUP")
+
+    # A key removed from the file falls back to the environment, not to the
+    # value an earlier version of the file exported.
+    settings_path.write_text(
+        "".join(
+            line
+            for line in settings_path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if not line.startswith("HELLO_SERVICE_RELEASE_ID=")
+        ),
+        encoding="utf-8",
+    )
+    gunicorn.process.send_signal(signal.SIGHUP)
+    gunicorn.wait_until(
+        lambda: gunicorn.release() == "release-from-environment", RELOAD_SECONDS, "environment release after HUP"
+    )
+
+    gunicorn.process.send_signal(signal.SIGTERM)
+    assert gunicorn.process.wait(timeout=30) == 0, gunicorn.log()
+
+
+SECRET = "gunicorn-test-secret-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "extra_settings", [f"HELLO_SERVICE_LOG_LEVEL=debug\nHELLO_SERVICE_SECRET_KEY={SECRET}\n"], ids=["debug"]
+)
+def test_secret_key_is_not_in_the_debug_log(gunicorn):
+    # At debug level the master logs its configuration, raw_env included.
+    gunicorn.wait_until(lambda: gunicorn.release() == "release-1", STARTUP_SECONDS, "first answer")
+    gunicorn.process.send_signal(signal.SIGTERM)
+    gunicorn.process.wait(timeout=30)
+    log = gunicorn.log()
+    assert "Current configuration" in log
+    assert "HELLO_SERVICE_SECRET_KEY=<redacted>" in log
+    assert SECRET not in log

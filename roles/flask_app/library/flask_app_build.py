@@ -1,0 +1,169 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Build the service's release artifact on the controller, once per release."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: flask_app_build
+short_description: Build a release artifact (the app wheel plus pinned dependency wheels)
+description:
+  - Derives the release id from the content of the application source (source
+    tree, pyproject.toml, pinned requirements, gunicorn.conf.py), so the same
+    content always gives the same id and a re-run builds nothing.
+  - For each target platform (Python version and CPU) builds one tarball holding
+    the service wheel, wheels of every pinned dependency for that platform,
+    the hashed requirements file and gunicorn.conf.py. Hosts install it with
+    pip --no-index, so they never need a package index.
+  - Runs on the controller (delegate_to localhost, run_once).
+options:
+  source_dir:
+    description: Directory holding the service (pyproject.toml, requirements.txt, gunicorn.conf.py, src/).
+    type: path
+    required: true
+  build_root:
+    description: Cache directory; artifacts go to build_root/<release_id>/<platform>/.
+    type: path
+    required: true
+  platforms:
+    description: Target platforms, each with C(python) ("3.11"), C(arch) ("x86_64") and C(glibc) ("2.36").
+    type: list
+    elements: dict
+    required: true
+  pip_python:
+    description: Python interpreter on the controller whose pip builds and downloads wheels.
+    type: path
+    required: true
+"""
+
+RETURN = r"""
+release_id:
+  description: The release id, the first 12 hex digits of the content hash.
+  type: str
+  returned: always
+artifacts:
+  description: Tarball path per platform key "<python>-<arch>".
+  type: dict
+  returned: always
+"""
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+# Files and directories of the source tree that make up a release. Tests,
+# caches and editor files do not change what runs, so they do not change the id.
+RELEASE_FILES = ("pyproject.toml", "requirements.txt", "gunicorn.conf.py", "README.md")
+RELEASE_TREES = ("src",)
+IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
+
+
+def release_inputs(source_dir):
+    """Yield (relative path, absolute path) of every file that makes the release."""
+    for name in RELEASE_FILES:
+        path = os.path.join(source_dir, name)
+        if os.path.isfile(path):
+            yield name, path
+    for tree in RELEASE_TREES:
+        root = os.path.join(source_dir, tree)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info"))
+            for filename in sorted(filenames):
+                if filename.endswith(IGNORED_SUFFIXES):
+                    continue
+                path = os.path.join(dirpath, filename)
+                yield os.path.relpath(path, source_dir), path
+
+
+def content_hash(source_dir):
+    digest = hashlib.sha256()
+    for relpath, path in sorted(release_inputs(source_dir)):
+        digest.update(relpath.encode() + b"\0")
+        with open(path, "rb") as handle:
+            digest.update(hashlib.sha256(handle.read()).digest())
+    return digest.hexdigest()
+
+
+def manylinux_tags(arch, glibc):
+    """All manylinux tags a host with this glibc can run (pip does not expand them itself)."""
+    major, minor = (int(part) for part in glibc.split(".")[:2])
+    tags = ["manylinux_%d_%d_%s" % (major, m, arch) for m in range(minor, 4, -1)]
+    return tags + ["manylinux2014_%s" % arch, "manylinux2010_%s" % arch, "manylinux1_%s" % arch, "linux_%s" % arch]
+
+
+def deterministic(tarinfo):
+    tarinfo.uid = tarinfo.gid = 0
+    tarinfo.uname = tarinfo.gname = "root"
+    tarinfo.mtime = 0
+    return tarinfo
+
+
+def build_platform(module, source_dir, pip_python, platform, destination):
+    python = str(platform["python"])
+    abi = "cp" + python.replace(".", "")
+    workdir = tempfile.mkdtemp(prefix="flask-app-build-")
+    try:
+        wheels = os.path.join(workdir, "wheels")
+        os.makedirs(wheels)
+        # pip reads no config file here: only the public index decides what a release holds.
+        env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
+        module.run_command([pip_python, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheels, source_dir],
+                           check_rc=True, environ_update=env)
+        command = [pip_python, "-m", "pip", "download", "--only-binary=:all:", "--require-hashes",
+                   "--python-version", python, "--implementation", "cp", "--abi", abi, "--abi", "abi3",
+                   "--abi", "none", "--dest", wheels, "--requirement", os.path.join(source_dir, "requirements.txt")]
+        for tag in manylinux_tags(platform["arch"], str(platform["glibc"])):
+            command += ["--platform", tag]
+        module.run_command(command, check_rc=True, environ_update=env)
+        for name in ("requirements.txt", "gunicorn.conf.py"):
+            shutil.copy2(os.path.join(source_dir, name), os.path.join(workdir, name))
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        partial = destination + ".partial"
+        with tarfile.open(partial, "w:gz") as tar:
+            for name in sorted(os.listdir(workdir)):
+                tar.add(os.path.join(workdir, name), arcname=name, filter=deterministic)
+        os.rename(partial, destination)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            source_dir=dict(type="path", required=True),
+            build_root=dict(type="path", required=True),
+            platforms=dict(type="list", elements="dict", required=True),
+            pip_python=dict(type="path", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    source_dir = module.params["source_dir"]
+    for name in ("pyproject.toml", "requirements.txt", "gunicorn.conf.py"):
+        if not os.path.isfile(os.path.join(source_dir, name)):
+            module.fail_json(msg="flask_app_source_dir=%s holds no %s: it must point at the service's app/ directory"
+                             % (source_dir, name))
+
+    digest = content_hash(source_dir)
+    release_id = digest[:12]
+    artifacts, changed = {}, False
+    for platform in module.params["platforms"]:
+        key = "%s-%s" % (platform["python"], platform["arch"])
+        destination = os.path.join(module.params["build_root"], release_id, key, "release.tar.gz")
+        artifacts[key] = destination
+        if os.path.isfile(destination):
+            continue
+        changed = True
+        if not module.check_mode:
+            build_platform(module, source_dir, module.params["pip_python"], platform, destination)
+
+    module.exit_json(changed=changed, release_id=release_id, content_hash=digest, artifacts=artifacts)
+
+
+if __name__ == "__main__":
+    main()
