@@ -1,0 +1,100 @@
+"""Each backend runs Gunicorn under a sandboxed systemd unit, as the service user."""
+
+import json
+
+import pytest
+
+from conftest import SERVICE, hosts_in, journal
+
+testinfra_hosts = hosts_in("backends")
+
+
+def test_service_is_active_and_enabled(host):
+    service = host.service(SERVICE)
+    assert service.is_running, journal(host)
+    assert service.is_enabled
+
+
+def test_gunicorn_runs_as_the_service_user(host):
+    main_pid = host.check_output(f"systemctl show -p MainPID --value {SERVICE}")
+    users = host.check_output(f"ps -o user= --pid {main_pid} --ppid {main_pid}").split()
+    assert len(users) >= 2, "expected the master and at least one worker"
+    assert set(users) == {SERVICE}, journal(host)
+
+
+def test_listens_on_8080(host):
+    assert host.socket("tcp://0.0.0.0:8080").is_listening, journal(host)
+
+
+@pytest.mark.parametrize(
+    ("prop", "expected"),
+    [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("RestrictNamespaces", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("Type", "notify"),
+        ("KillMode", "mixed"),
+        ("Restart", "on-failure"),
+    ],
+)
+def test_sandbox_property(host, prop, expected):
+    assert host.check_output(f"systemctl show -p {prop} --value {SERVICE}") == expected
+
+
+def test_system_call_filter_is_set(host):
+    allowed = host.check_output(f"systemctl show -p SystemCallFilter --value {SERVICE}")
+    assert "bind" in allowed.split()
+    assert "mount" not in allowed.split()
+
+
+def test_stop_timeout_exceeds_graceful_timeout(host):
+    settings = host.file(f"/etc/{SERVICE}/settings.env").content_string
+    graceful = int(next(line.split("=", 1)[1] for line in settings.splitlines()
+                        if line.startswith("HELLO_SERVICE_GRACEFUL_TIMEOUT=")))
+    timeout = host.check_output(f"systemctl show -p TimeoutStopUSec --value {SERVICE}")
+    assert _seconds(timeout) > graceful, f"TimeoutStopSec={timeout}, graceful timeout={graceful}s"
+
+
+def _seconds(systemd_span):
+    """'30s', '1min 30s' -> seconds."""
+    units = {"min": 60, "s": 1, "ms": 0.001}
+    total = 0.0
+    for part in systemd_span.split():
+        number = part.rstrip("minms")
+        total += float(number) * units[part[len(number):]]
+    return total
+
+
+def test_settings_file_is_not_world_readable(host):
+    settings = host.file(f"/etc/{SERVICE}/settings.env")
+    assert settings.user == "root"
+    assert settings.group == SERVICE
+    assert settings.mode == 0o640
+
+
+def test_code_is_owned_by_root_and_not_writable_by_the_service(host):
+    current = host.file(f"/opt/{SERVICE}/current")
+    assert current.is_symlink
+    release = host.file(current.linked_to)
+    assert release.user == "root"
+    assert not host.run(f"sudo -u {SERVICE} test -w {release.path}").rc == 0
+
+
+def test_service_user_has_no_login_shell(host):
+    assert host.user(SERVICE).shell == "/usr/sbin/nologin"
+
+
+def test_health_reports_the_current_release(host):
+    release = host.file(f"/opt/{SERVICE}/current").linked_to.rsplit("/", 1)[1]
+    answer = json.loads(host.check_output("python3 -c \"import urllib.request;"
+                                          "print(urllib.request.urlopen('http://127.0.0.1:8080/healthz').read().decode())\""))
+    assert answer == {"status": "ok", "release": release}

@@ -1,0 +1,38 @@
+"""nginx runs, its configuration is valid, and its upstream is the inventory's backends."""
+
+from conftest import container_of, hosts_in, inventory, journal
+
+testinfra_hosts = hosts_in("loadbalancers")
+
+SITE = "/etc/nginx/conf.d/hello-service.conf"
+
+
+def test_nginx_is_active_and_enabled(host):
+    nginx = host.service("nginx")
+    assert nginx.is_running, journal(host, "nginx")
+    assert nginx.is_enabled
+
+
+def test_nginx_configuration_is_valid(host):
+    result = host.run("nginx -t")
+    assert result.rc == 0, result.stderr
+
+
+def test_upstream_names_every_backend(host):
+    site = host.file(SITE).content_string
+    for backend in inventory().get_hosts("backends"):
+        assert f"server {container_of(backend)}:8080 " in site, site
+        assert f"# backend={backend}\n" in site
+
+
+def test_default_site_is_removed(host):
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+
+
+def test_listens_on_80(host):
+    assert host.socket("tcp://0.0.0.0:80").is_listening
+
+
+def test_access_log_is_json_with_upstream(host):
+    line = host.check_output(f"tail -n 1 /var/log/nginx/hello-service.access.log")
+    assert '"upstream_addr":' in line and '"request_id":' in line
