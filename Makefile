@@ -1,0 +1,91 @@
+# The two commands that matter:
+#   make up    - deploy the whole stack onto a local lab of containers
+#   make test  - run every test (linters, app tests, Molecule scenarios, lab)
+# Everything else is a step of those or a companion command.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+INVENTORY ?= inventories/local
+ANSIBLE_PLAYBOOK := $(BIN)/ansible-playbook -i $(INVENTORY)
+SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+export ANSIBLE_FORCE_COLOR ?= 0
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help
+help: ## List the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/ansible-playbook: requirements.txt
+	@echo "==> Creating the virtual environment in $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(BIN)/ansible-playbook ## Create the controller's virtual environment
+
+.PHONY: engine
+engine: ## Make sure a Docker engine answers and the systemd image exists
+	@scripts/ensure-docker
+	@scripts/build-image
+
+.PHONY: up
+up: venv engine ## Deploy the stack onto the local lab (creates it if needed)
+	@scripts/lab-up $(INVENTORY)
+
+.PHONY: down
+down: venv ## Remove the local lab completely
+	@scripts/lab-down $(INVENTORY)
+
+.PHONY: status
+status: ## Show the lab's containers and which backend answers
+	@scripts/lab-status $(INVENTORY)
+
+.PHONY: releases
+releases: venv ## List the releases installed on each backend
+	@$(ANSIBLE_PLAYBOOK) playbooks/releases.yml
+
+.PHONY: rollback
+rollback: venv ## Roll the backends back to the previous release (RELEASE=id for a named one)
+	@$(ANSIBLE_PLAYBOOK) playbooks/rollback.yml $(if $(RELEASE),-e release=$(RELEASE))
+
+.PHONY: lint
+lint: venv ## Run yamllint and ansible-lint on the whole repository
+	@echo "==> yamllint"
+	@$(BIN)/yamllint --strict .
+	@echo "==> ansible-lint"
+	@$(BIN)/ansible-lint
+
+.PHONY: test-app
+test-app: ## Run the service's unit tests in a venv made from its pinned requirements
+	@scripts/test-app
+
+.PHONY: test-molecule
+test-molecule: venv engine ## Run every Molecule scenario (SCENARIOS="default scale" for a subset)
+	@for scenario in $(SCENARIOS); do \
+	  echo "==> molecule test -s $$scenario"; \
+	  $(BIN)/molecule test -s $$scenario || exit 1; \
+	done
+
+.PHONY: test-lab
+test-lab: venv engine ## Bring the lab up from scratch, re-run, check, tear it down
+	@$(BIN)/pytest -p no:cacheprovider tests/lab
+
+.PHONY: bench
+bench: venv engine ## Benchmark our stack against the original recipe (see docs/benchmark.md)
+	@bench/run
+
+.PHONY: test-bench
+test-bench: venv engine ## Run the benchmark harness in its short smoke mode
+	@bench/run --smoke
+
+.PHONY: test
+test: lint test-app test-molecule test-lab test-bench ## Run every test
+	@echo "==> all tests passed"
