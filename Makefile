@@ -62,6 +62,8 @@ lint: venv ## Run yamllint and ansible-lint on the whole repository
 	@$(BIN)/yamllint --strict .
 	@echo "==> ansible-lint"
 	@$(BIN)/ansible-lint
+	@echo "==> role READMEs"
+	@$(BIN)/python scripts/role-readme --check
 
 .PHONY: test-app
 test-app: ## Run the service's unit tests in a venv made from its pinned requirements

@@ -8,6 +8,7 @@ requests through the real nginx to the real Gunicorn.
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -91,3 +92,64 @@ def backend_host():
     """A testinfra host for a backend by inventory name."""
     runner = inventory()
     return lambda name: runner.get_host(name)
+
+
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write_inventory(path, groups, group_vars=None):
+    """An inventory of the scenario's containers with the given group membership."""
+    lines = ["all:", "  children:"]
+    for group, members in groups.items():
+        lines.append(f"    {group}:")
+        lines.append("      hosts:" if members else "      hosts: {}")
+        for name in members:
+            lines += [f"        {name}:", f"          ansible_host: {container_of(name)}",
+                      "          ansible_connection: community.docker.docker", "          ansible_user: root"]
+        if group_vars and group in group_vars:
+            lines.append("      vars:")
+            lines += [f"        {key}: {json.dumps(value)}" for key, value in group_vars[group].items()]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def run_playbook(playbook, inventory_path, *args, check=True):
+    """Runs a playbook of the project as a user would; returns (output, recap).
+
+    recap maps host -> {"ok": n, "changed": n, "failed": n, ...}. Facts are not
+    cached, so every run reads the inventory and hosts afresh.
+    """
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=os.path.join(PROJECT, "roles"), ANSIBLE_CACHE_PLUGIN="memory",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+               "-i", str(inventory_path), os.path.join(PROJECT, playbook), *args]
+    result = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    if check:
+        assert result.returncode == 0, output[-6000:]
+    return result.returncode, output, parse_recap(output)
+
+
+def parse_recap(output):
+    recap = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if in_recap and ":" in line and "=" in line:
+            host, counts = line.split(":", 1)
+            recap[host.strip()] = {key: int(value) for key, value in
+                                   (pair.split("=") for pair in counts.split())}
+        elif in_recap and not line.strip():
+            in_recap = False
+    return recap
+
+
+def upstream_servers(lb_host):
+    """The backends named in the load balancer's upstream (inventory names)."""
+    site = lb_host.file("/etc/nginx/conf.d/hello-service.conf").content_string
+    return sorted(line.rsplit("# backend=", 1)[1].strip() for line in site.splitlines()
+                  if line.strip().startswith("server ") and "# backend=" in line)

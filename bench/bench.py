@@ -1,0 +1,317 @@
+"""Benchmark harness: our stack against the original sample and its recipe.
+
+    bench/run              full run: setups A-E interleaved, deploy timings with 2, 4, 8 backends
+    bench/run --smoke      one short run per setup, deploy timings with 2 backends (part of `make test`)
+    bench/run --variants   variants of setup C (Gunicorn and nginx inputs), interleaved
+    bench/run --keep       leave the containers running afterwards (for a look around)
+
+Everything runs on this machine, in containers on Docker networks this
+harness creates (hello-bench-*), with load aimed at container addresses only.
+Outputs go to results/bench-<mode>-<time>/: report.md, report.json, report.png.
+The exit status is non-zero when any measured run had an error or a non-2xx
+answer, or a re-run of site.yml changed something: such a run is INVALID.
+Missed performance targets are reported, not failed on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import loadgen
+import original_stack
+import reporting
+from labs import BACKEND_PORT, LB_PORT, Lab
+from shell import PROJECT_ROOT, StepFailed, info, run, step
+
+# name: (load, warm-up rounds, warm-up seconds, measured rounds, backend counts timed, re-runs per count)
+MODES = {
+    "full": {"load": loadgen.Load(threads=2, connections=32, seconds=10), "warmup_rounds": 1, "warmup_seconds": 5,
+             "measured_rounds": 5, "backend_counts": [2, 4, 8], "reruns": 3},
+    "smoke": {"load": loadgen.Load(threads=2, connections=32, seconds=2), "warmup_rounds": 0, "warmup_seconds": 0,
+              "measured_rounds": 1, "backend_counts": [2], "reruns": 1},
+    "variants": {"load": loadgen.Load(threads=2, connections=32, seconds=10), "warmup_rounds": 1,
+                 "warmup_seconds": 5, "measured_rounds": 5},
+}
+
+# Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
+VARIANTS = {
+    "default": {},
+    "sync": {"flask_app_worker_class": "sync", "flask_app_threads": 1},
+    "workers-2": {"flask_app_workers": 2},
+    "threads-4": {"flask_app_threads": 4},
+    "lb-keepalive-0": {"nginx_lb_keepalive": 0},
+    "log-warning": {"flask_app_log_level": "WARNING"},
+}
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP: unwind so that the teardown in `finally` runs."""
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def machine_facts(command: str) -> dict:
+    memory_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemTotal:")))
+    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "unknown")
+    ours = ("hello-bench-",)
+    others = [name for name in run(["docker", "ps", "--format", "{{.Names}}"]).stdout.split()
+              if not name.startswith(ours)]
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": int(run(["nproc"]).stdout.strip()),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "cpu_model": cpu_model,
+        "kernel": platform.release(),
+        "load_average_at_start": " ".join(f"{value:.2f}" for value in os.getloadavg()),
+        "other_containers": len(others),
+        "wrk_version": run(["wrk", "-v"], check=False).stdout.split("[")[0].replace("wrk", "").strip(),
+        "command": command,
+    }
+
+
+def interleaved_rounds(targets: dict, mode: dict) -> dict:
+    """Run every target once per round, in the same order each round; return the runs per target."""
+    load = mode["load"]
+    warmup = loadgen.Load(load.threads, load.connections, mode["warmup_seconds"])
+    runs = {key: [] for key in targets}
+    total = mode["warmup_rounds"] + mode["measured_rounds"]
+    for number in range(total):
+        is_warmup = number < mode["warmup_rounds"]
+        figures = []
+        for key, url in targets.items():
+            result = loadgen.run_wrk(url, warmup if is_warmup else load)
+            result.update(round=number, warmup=is_warmup)
+            runs[key].append(result)
+            flag = "" if loadgen.is_clean(result) else " ERRORS"
+            figures.append(f"{key} {result['requests_per_s']:.0f}/s p99 {result['latency_ms']['p99']:.1f}ms{flag}")
+        info(f"round {number + 1}/{total}{' (warm-up)' if is_warmup else ''}: " + ", ".join(figures))
+    return runs
+
+
+def check_serving(targets: dict) -> None:
+    for key, url in targets.items():
+        loadgen.probe(url)
+    info(f"all {len(targets)} setups answer 200 with the expected JSON")
+
+
+def validity(summary: dict, deploys: dict) -> list[str]:
+    reasons = []
+    for key, figures in summary.items():
+        if figures["socket_errors"] or figures["non_2xx"]:
+            reasons.append(f"{key}: {figures['socket_errors']} socket errors, {figures['non_2xx']} non-2xx")
+    for label, runs in deploys.items():
+        if label.startswith("rerun") and any(run["changed"] for run in runs):
+            reasons.append(f"{label}: site.yml re-run changed {[run['changed'] for run in runs]}")
+    return reasons
+
+
+def tear_down(lab: Lab) -> None:
+    """Remove the lab and the original's containers on its network; a no-op when gone."""
+    original_stack.remove(lab.network)
+    if run(["docker", "network", "inspect", lab.network], check=False).returncode == 0:
+        lab.remove()
+
+
+def tear_down_all(labs: list[Lab]) -> None:
+    """Tear down every lab, even if one fails; raise at the end unless already unwinding."""
+    failures = []
+    for lab in labs:
+        step(f"Tearing down {lab.network}")
+        try:
+            tear_down(lab)
+        except StepFailed as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            failures.append(lab.network)
+    # Inside `finally` while an error unwinds, that first error is the one to report.
+    if failures and sys.exc_info()[0] is None:
+        raise StepFailed(f"teardown failed for {', '.join(failures)}")
+
+
+def prepare_lab(lab: Lab) -> None:
+    """Remove what an earlier, killed run may have left under the same names."""
+    tear_down(lab)
+    lab.forget_cached_facts()
+
+
+def labs_of_mode(mode_name: str, results_dir: Path) -> list[Lab]:
+    if mode_name == "variants":
+        return [Lab(name=f"var-{name}", backends=2, results_dir=results_dir, extra_vars=extra)
+                for name, extra in VARIANTS.items()]
+    return [Lab(name="main" if mode_name == "full" else "smoke", backends=2, results_dir=results_dir)]
+
+
+def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> None:
+    mode = MODES[mode_name]
+    (lab,) = labs_of_mode(mode_name, results_dir)
+    deploys: dict[str, list[dict]] = {}
+    try:
+        step(f"Preparing the bench lab {lab.network} (LB + 2 backends) and the original's image")
+        prepare_lab(lab)
+        original_stack.ensure_image(lab.log_dir)
+        lab.create_containers()
+        original_stack.start(lab.network, owner=lab.network)
+
+        step("Deploying the lab with site.yml: first converge, then idempotent re-run(s)")
+        deploys["first-converge-2"] = [lab.deploy("first converge").as_dict()]
+        deploys["rerun-2"] = [lab.deploy(f"re-run {n + 1}").as_dict() for n in range(mode["reruns"])]
+
+        targets = {
+            "A": f"http://{original_stack.address('original-a', lab.network)}:{original_stack.SAMPLE_PORT}{loadgen.PATH}",
+            "B": f"http://{original_stack.address('original-lb', lab.network)}{loadgen.PATH}",
+            "C": f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}",
+            "D": f"http://{lab.address(lab.backend_host(1))}:{BACKEND_PORT}{loadgen.PATH}",
+            "E": f"http://{original_stack.address('ceiling', lab.network)}{loadgen.PATH}",
+        }
+        titles = {
+            "A": "original app.py, Flask dev server (debug on), 1 container",
+            "B": "original recipe: nginx (plain) + 2 x gunicorn -w 4",
+            "C": "our stack: site.yml defaults, LB + 2 backends",
+            "D": "one of our backends directly (no LB)",
+            "E": "nginx returns the JSON itself (ceiling)",
+        }
+        for url in targets.values():
+            loadgen.wait_until_serving(url)
+        check_serving(targets)
+
+        step(f"Load: {' '.join(targets)} interleaved, {mode['warmup_rounds']} warm-up + "
+             f"{mode['measured_rounds']} measured round(s) of {mode['load'].seconds}s")
+        runs = interleaved_rounds(targets, mode)
+        check_serving(targets)
+        report["setups"] = {key: {"title": titles[key], "url": url, "runs": runs[key]} for key, url in targets.items()}
+
+        for count in mode["backend_counts"][1:]:
+            step(f"Scaling the lab to {count} backends, then timing idempotent re-run(s)")
+            lab.backends = count
+            lab.create_containers()
+            deploys[f"converge-{count}"] = [lab.deploy(f"converge {count} backends").as_dict()]
+            deploys[f"rerun-{count}"] = [lab.deploy(f"re-run {count} backends {n + 1}").as_dict()
+                                         for n in range(mode["reruns"])]
+    finally:
+        report["deploys"] = deploys
+        if keep:
+            info(f"--keep: the lab stays; remove it with: ansible-playbook -i {lab.inventory_path} "
+                 f"playbooks/lab.yml -e lab_state=absent (after docker rm -f on label "
+                 f"{original_stack.LABEL}={lab.network})")
+        else:
+            tear_down_all([lab])
+
+    report["summary"] = {key: reporting.summarise_runs(setup["runs"]) for key, setup in report["setups"].items()}
+    report["targets"] = reporting.evaluate_targets(report["summary"], report["setups"], deploys)
+
+
+def compare_variants(results_dir: Path, keep: bool, report: dict) -> None:
+    mode = MODES["variants"]
+    labs = dict(zip(VARIANTS, labs_of_mode("variants", results_dir)))
+    try:
+        step(f"Creating {len(labs)} labs, one per variant of setup C")
+        for lab in labs.values():
+            prepare_lab(lab)
+            lab.create_containers()
+        step("Deploying each variant with site.yml (two at a time)")
+        # Two at a time: the deploys are mostly waiting on docker exec round trips.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda lab: lab.deploy("converge"), labs.values()))
+        targets = {name: f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}" for name, lab in labs.items()}
+        for url in targets.values():
+            loadgen.wait_until_serving(url)
+        check_serving(targets)
+        step(f"Load: {len(targets)} variants interleaved, {mode['warmup_rounds']} warm-up + "
+             f"{mode['measured_rounds']} measured rounds of {mode['load'].seconds}s")
+        runs = interleaved_rounds(targets, mode)
+        check_serving(targets)
+        report["setups"] = {name: {"title": " ".join(f"{k}={v}" for k, v in VARIANTS[name].items()) or "role defaults",
+                                   "url": targets[name], "runs": runs[name]} for name in labs}
+    finally:
+        if not keep:
+            tear_down_all(list(labs.values()))
+    report["summary"] = {key: reporting.summarise_runs(setup["runs"]) for key, setup in report["setups"].items()}
+    report["baseline"] = "default"
+    report["variants"] = {name: [f"-e {k}={v}" for k, v in extra.items()] for name, extra in VARIANTS.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--smoke", action="store_true", help="one short run per setup; fails loudly on any error")
+    group.add_argument("--variants", action="store_true", help="compare variants of setup C instead")
+    parser.add_argument("--keep", action="store_true", help="leave the containers running at the end")
+    parser.add_argument("--runs", type=int, help="measured rounds (default: 5, smoke 1)")
+    parser.add_argument("--duration", type=int, help="seconds per wrk run (default: 10, smoke 2)")
+    parser.add_argument("--teardown", action="store_true",
+                        help="only remove what a run of this mode left behind (bench/run's trap uses it)")
+    args = parser.parse_args()
+
+    mode_name = "smoke" if args.smoke else "variants" if args.variants else "full"
+    if args.teardown:
+        try:
+            tear_down_all(labs_of_mode(mode_name, PROJECT_ROOT / "results" / "bench-teardown"))
+        except StepFailed as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            return 1
+        return 0
+    mode = MODES[mode_name]
+    if args.runs:
+        mode["measured_rounds"] = args.runs
+    if args.duration:
+        mode["load"] = loadgen.Load(mode["load"].threads, mode["load"].connections, args.duration)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupted)
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    results_dir = PROJECT_ROOT / "results" / f"bench-{mode_name}-{stamp}"
+    results_dir.mkdir(parents=True)
+    command = "bench/run" + "".join(" " + shlex.quote(arg) for arg in sys.argv[1:])
+    started = time.monotonic()
+    load = mode["load"]
+    report = {
+        "title": {"full": "our stack vs the original recipe", "smoke": "smoke run (not representative)",
+                  "variants": "variants of setup C (our stack)"}[mode_name],
+        "mode": mode_name,
+        "meta": machine_facts(command),
+        "load": {"threads": load.threads, "connections": load.connections, "seconds": load.seconds,
+                 "warmup_rounds": mode["warmup_rounds"], "warmup_seconds": mode["warmup_seconds"],
+                 "measured_rounds": mode["measured_rounds"]},
+        "setups": {},
+    }
+    step(f"Benchmark ({mode_name}); results in {results_dir}")
+    try:
+        if mode_name == "variants":
+            compare_variants(results_dir, args.keep, report)
+        else:
+            benchmark(mode_name, results_dir, args.keep, report)
+    except (StepFailed, Interrupted, KeyboardInterrupt, subprocess.SubprocessError) as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        print(f"INVALID: the benchmark did not complete; logs in {results_dir / 'logs'}", file=sys.stderr)
+        return 1
+
+    report["meta"]["duration_s"] = round(time.monotonic() - started, 1)
+    report["meta"]["load_average_at_end"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    reasons = validity(report["summary"], report.get("deploys", {}))
+    report["valid"], report["invalid_reasons"] = not reasons, reasons
+    written = reporting.write_outputs(report, results_dir, chart=mode_name != "smoke")
+    print()
+    print(reporting.markdown(report))
+    step("Wrote " + ", ".join(str(path.relative_to(PROJECT_ROOT)) for path in written))
+    if reasons:
+        print("INVALID: " + "; ".join(reasons), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Load with wrk and the correctness probe run before and after it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from shell import PROJECT_ROOT, StepFailed
+
+EXPECTED_BODY = {"message": "Hello Flask.!!"}
+PATH = "/requestme"
+WRK_SCRIPT = PROJECT_ROOT / "bench" / "wrk_summary.lua"
+
+
+@dataclass(frozen=True)
+class Load:
+    threads: int
+    connections: int
+    seconds: int
+
+
+def probe(url: str, requests: int = 5, timeout: float = 3) -> None:
+    """Ask URL a few times; each answer must be 200 with the service's exact JSON.
+
+    wrk only counts 4xx/5xx as errors, so this is what catches a setup that
+    answers fast with the wrong thing (a redirect, a default page).
+    """
+    for _ in range(requests):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (own containers only)
+                status, body = response.status, response.read()
+        except (urllib.error.URLError, OSError) as error:
+            raise StepFailed(f"{url}: {error}") from None
+        if status != 200 or json.loads(body) != EXPECTED_BODY:
+            raise StepFailed(f"{url}: expected 200 {EXPECTED_BODY}, got {status} {body[:200]!r}")
+
+
+def wait_until_serving(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            probe(url, requests=1, timeout=2)
+            return
+        except StepFailed as error:
+            if time.monotonic() > deadline:
+                raise StepFailed(f"not serving after {timeout:.0f}s: {error}") from None
+            time.sleep(0.5)
+
+
+def run_wrk(url: str, load: Load) -> dict:
+    """One wrk run against URL; returns requests/s, latency percentiles (ms) and error counts."""
+    argv = ["wrk", f"-t{load.threads}", f"-c{load.connections}", f"-d{load.seconds}s", "--timeout", "2s",
+            "-s", str(WRK_SCRIPT), url]
+    try:
+        # Bounded twice: wrk stops itself after -d, and this kills it if it does not.
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=load.seconds + 30)
+    except subprocess.TimeoutExpired:
+        raise StepFailed(f"wrk against {url} did not finish within {load.seconds + 30}s") from None
+    summary_lines = [line for line in result.stdout.splitlines() if line.startswith("BENCH_SUMMARY ")]
+    if result.returncode != 0 or not summary_lines:
+        raise StepFailed(f"wrk against {url} failed (exit {result.returncode}): {result.stderr.strip()[-500:]}")
+    summary = json.loads(summary_lines[-1].removeprefix("BENCH_SUMMARY "))
+    errors = summary["errors"]
+    return {
+        "requests": summary["requests"],
+        "requests_per_s": round(summary["requests"] / (summary["duration_us"] / 1e6), 1),
+        "latency_ms": {key: round(value / 1000, 3) for key, value in summary["latency_us"].items()},
+        # wrk's "status" errors are its "Non-2xx or 3xx responses" (4xx and 5xx).
+        "non_2xx": errors["status"],
+        "socket_errors": {key: errors[key] for key in ("connect", "read", "write", "timeout")},
+    }
+
+
+def is_clean(result: dict) -> bool:
+    return result["non_2xx"] == 0 and not any(result["socket_errors"].values())

@@ -1,0 +1,193 @@
+"""Figures from the raw runs: medians, targets, and the Markdown/JSON/PNG outputs."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+def summarise_runs(runs: list[dict]) -> dict:
+    """Median, min and max of the measured (non-warm-up) runs of one setup."""
+    measured = [run for run in runs if not run["warmup"]]
+    return {
+        "runs": len(measured),
+        "requests_per_s": spread([run["requests_per_s"] for run in measured]),
+        "p50_ms": spread([run["latency_ms"]["p50"] for run in measured]),
+        "p99_ms": spread([run["latency_ms"]["p99"] for run in measured]),
+        "non_2xx": sum(run["non_2xx"] for run in measured),
+        "socket_errors": sum(sum(run["socket_errors"].values()) for run in measured),
+        "warmup_errors": sum(run["non_2xx"] + sum(run["socket_errors"].values()) for run in runs if run["warmup"]),
+    }
+
+
+def paired_ratios(runs_a: list[dict], runs_b: list[dict], metric) -> list[float]:
+    """Per-round ratios A/B: each pair ran back to back, so they share the machine's noise."""
+    by_round = {run["round"]: run for run in runs_b if not run["warmup"]}
+    return [metric(run) / metric(by_round[run["round"]]) for run in runs_a
+            if not run["warmup"] and run["round"] in by_round]
+
+
+def _target(name, figure, needed, comparison, detail, met=None):
+    if met is None and figure is not None:
+        met = figure >= needed if comparison == ">=" else figure <= needed
+    return {"target": name, "figure": None if figure is None else round(figure, 2), "needed": f"{comparison} {needed}",
+            "met": met, "detail": detail}
+
+
+def evaluate_targets(summary: dict, setups: dict, deploys: dict) -> list[dict]:
+    """The issue's targets, as ratios of medians from this one run."""
+    def rps(key):
+        return summary[key]["requests_per_s"]["median"]
+
+    def p99(key):
+        return summary[key]["p99_ms"]["median"]
+
+    def round_range(first, second, metric):
+        ratios = paired_ratios(setups[first]["runs"], setups[second]["runs"], metric)
+        return f"per-round {min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
+
+    by_rps = lambda run: run["requests_per_s"]  # noqa: E731
+    by_p99 = lambda run: run["latency_ms"]["p99"]  # noqa: E731
+    targets = [
+        _target("C req/s >= 2.5 x A", rps("C") / rps("A"), 2.5, ">=",
+                f"{rps('C'):.0f} / {rps('A'):.0f} req/s; {round_range('C', 'A', by_rps)}"),
+        _target("C req/s >= 1.3 x B", rps("C") / rps("B"), 1.3, ">=",
+                f"{rps('C'):.0f} / {rps('B'):.0f} req/s; {round_range('C', 'B', by_rps)}"),
+        _target("C p99 <= 0.7 x B p99", p99("C") / p99("B"), 0.7, "<=",
+                f"{p99('C'):.1f} / {p99('B'):.1f} ms; {round_range('C', 'B', by_p99)}"),
+        _target("C req/s >= 0.9 x D", rps("C") / rps("D"), 0.9, ">=",
+                f"{rps('C'):.0f} / {rps('D'):.0f} req/s; {round_range('C', 'D', by_rps)}"),
+    ]
+    reruns_2 = deploys.get("rerun-2", [])
+    if reruns_2:
+        seconds = statistics.median(d["seconds"] for d in reruns_2)
+        changed = [d["changed"] for d in reruns_2]
+        targets.append(_target("Re-run of the lab (LB + 2 backends) <= 15 s, changed=0", seconds, 15, "<=",
+                               f"median of {len(reruns_2)} re-runs {seconds:.1f}s, changed={changed}",
+                               met=seconds <= 15 and not any(changed)))
+    reruns_8 = deploys.get("rerun-8", [])
+    if reruns_2 and reruns_8:
+        seconds_8 = statistics.median(d["seconds"] for d in reruns_8)
+        seconds_2 = statistics.median(d["seconds"] for d in reruns_2)
+        targets.append(_target("Re-run with 8 backends <= 2.5 x re-run with 2", seconds_8 / seconds_2, 2.5, "<=",
+                               f"{seconds_8:.1f}s / {seconds_2:.1f}s"))
+    else:
+        targets.append(_target("Re-run with 8 backends <= 2.5 x re-run with 2", None, 2.5, "<=",
+                               "not measured in this mode", met=None))
+    return targets
+
+
+def _cell(spread_values: dict, digits: int) -> str:
+    return f"{spread_values['median']:.{digits}f} ({spread_values['min']:.{digits}f}-{spread_values['max']:.{digits}f})"
+
+
+def load_table(setups: dict, summary: dict, baseline: str | None = None) -> list[str]:
+    ratio_header = f" | req/s vs {baseline}" if baseline else ""
+    lines = [
+        f"| Setup | What | req/s median (min-max) | p50 ms median (min-max) | p99 ms median (min-max) "
+        f"| errors | non-2xx | runs{ratio_header} |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if baseline else ""),
+    ]
+    for key, setup in setups.items():
+        figures = summary[key]
+        ratio = ""
+        if baseline:
+            ratio = f" | {figures['requests_per_s']['median'] / summary[baseline]['requests_per_s']['median']:.2f}"
+        lines.append(
+            f"| {key} | {setup['title']} | {_cell(figures['requests_per_s'], 0)} | {_cell(figures['p50_ms'], 1)} "
+            f"| {_cell(figures['p99_ms'], 1)} | {figures['socket_errors']} | {figures['non_2xx']} "
+            f"| {figures['runs']}{ratio} |"
+        )
+    return lines
+
+
+def deploy_table(deploys: dict) -> list[str]:
+    lines = ["| Deploy | Backends | Seconds median (min-max) | Runs | changed (per run) |", "|---|---|---|---|---|"]
+    for label, runs in deploys.items():
+        seconds = spread([run["seconds"] for run in runs])
+        lines.append(f"| {label} | {runs[0]['backends']} | {_cell(seconds, 1)} | {len(runs)} "
+                     f"| {', '.join(str(run['changed']) for run in runs)} |")
+    return lines
+
+
+def target_table(targets: list[dict]) -> list[str]:
+    lines = ["| Target | Figure | Needed | Result | Detail |", "|---|---|---|---|---|"]
+    for target in targets:
+        result = {True: "met", False: "**missed**", None: "not measured"}[target["met"]]
+        figure = "-" if target["figure"] is None else f"{target['figure']:.2f}"
+        lines.append(f"| {target['target']} | {figure} | {target['needed']} | {result} | {target['detail']} |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    meta, load = report["meta"], report["load"]
+    lines = [
+        f"# Benchmark: {report['title']}",
+        "",
+        f"- Verdict: **{'VALID' if report['valid'] else 'INVALID'}**"
+        + ("" if report["valid"] else " - " + "; ".join(report["invalid_reasons"])),
+        f"- Date: {meta['date']}",
+        f"- Machine: {meta['cores']} cores ({meta['cpu_model']}), {meta['memory_gib']} GiB memory, "
+        f"kernel {meta['kernel']}; load average at start {meta['load_average_at_start']}, "
+        f"at end {meta.get('load_average_at_end', '?')}; {meta['other_containers']} other containers running",
+        f"- Command: `{meta['command']}` ({meta['duration_s']:.0f}s in all)",
+        f"- Load: `wrk -t{load['threads']} -c{load['connections']} -d{load['seconds']}s` per run, "
+        f"setups interleaved ({' '.join(report['setups'])} per round), {load['warmup_rounds']} warm-up round(s) "
+        f"of {load['warmup_seconds']}s, {load['measured_rounds']} measured round(s); wrk {meta['wrk_version']}",
+        "",
+        "## Load",
+        "",
+        *load_table(report["setups"], report["summary"], report.get("baseline")),
+        "",
+    ]
+    if report.get("targets"):
+        lines += ["## Targets (ratios of medians from this run)", "", *target_table(report["targets"]), ""]
+    if report.get("deploys"):
+        lines += ["## Deploy timings (site.yml wall time, this machine)", "", *deploy_table(report["deploys"]), ""]
+    if report.get("variants"):
+        lines += ["## Variants (extra vars passed to site.yml)", ""]
+        lines += [f"- {key}: `{' '.join(args) or '(role defaults)'}`" for key, args in report["variants"].items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_outputs(report: dict, results_dir: Path, chart: bool) -> list[Path]:
+    written = [results_dir / "report.json", results_dir / "report.md"]
+    written[0].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    written[1].write_text(markdown(report), encoding="utf-8")
+    if chart:
+        written.append(write_chart(report, results_dir / "report.png"))
+    return written
+
+
+def write_chart(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on the machines that run this
+    import matplotlib.pyplot as plt
+
+    keys = list(report["setups"])
+    summary = report["summary"]
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for axis, metric, label in ((throughput, "requests_per_s", "requests/s (higher is better)"),
+                                (latency, "p99_ms", "p99 latency, ms (lower is better)")):
+        medians = [summary[key][metric]["median"] for key in keys]
+        below = [summary[key][metric]["median"] - summary[key][metric]["min"] for key in keys]
+        above = [summary[key][metric]["max"] - summary[key][metric]["median"] for key in keys]
+        axis.bar(keys, medians, yerr=[below, above], capsize=4, color="#4c72b0")
+        axis.set_title(label)
+        axis.set_yscale("log")
+        for position, value in enumerate(medians):
+            axis.annotate(f"{value:.0f}" if metric == "requests_per_s" else f"{value:.1f}",
+                          (position, value), ha="center", va="bottom", fontsize=8)
+    figure.suptitle(f"{report['title']} - median of {report['load']['measured_rounds']} runs, bars min-max "
+                    f"({report['meta']['date']})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
