@@ -33,14 +33,31 @@ import reporting
 from labs import BACKEND_PORT, LB_PORT, Lab
 from shell import PROJECT_ROOT, StepFailed, info, run, step
 
-# name: (load, warm-up rounds, warm-up seconds, measured rounds, backend counts timed, re-runs per count)
+# Per mode: wrk load, warm-up rounds and their length, measured rounds, and (not for
+# variants) the backend counts whose idempotent re-run is timed, and how many re-runs each.
 MODES = {
-    "full": {"load": loadgen.Load(threads=2, connections=32, seconds=10), "warmup_rounds": 1, "warmup_seconds": 5,
-             "measured_rounds": 5, "backend_counts": [2, 4, 8], "reruns": 3},
-    "smoke": {"load": loadgen.Load(threads=2, connections=32, seconds=2), "warmup_rounds": 0, "warmup_seconds": 0,
-              "measured_rounds": 1, "backend_counts": [2], "reruns": 1},
-    "variants": {"load": loadgen.Load(threads=2, connections=32, seconds=10), "warmup_rounds": 1,
-                 "warmup_seconds": 5, "measured_rounds": 5},
+    "full": {
+        "load": loadgen.Load(threads=2, connections=32, seconds=10),
+        "warmup_rounds": 1,
+        "warmup_seconds": 5,
+        "measured_rounds": 5,
+        "backend_counts": [2, 4, 8],
+        "reruns": 3,
+    },
+    "smoke": {
+        "load": loadgen.Load(threads=2, connections=32, seconds=2),
+        "warmup_rounds": 0,
+        "warmup_seconds": 0,
+        "measured_rounds": 1,
+        "backend_counts": [2],
+        "reruns": 1,
+    },
+    "variants": {
+        "load": loadgen.Load(threads=2, connections=32, seconds=10),
+        "warmup_rounds": 1,
+        "warmup_seconds": 5,
+        "measured_rounds": 5,
+    },
 }
 
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
@@ -63,15 +80,23 @@ def _raise_interrupted(signum, _frame):
 
 
 def machine_facts(command: str) -> dict:
-    memory_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                          if line.startswith("MemTotal:")))
-    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "unknown")
+    memory_kib = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
+    )
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
     ours = ("hello-bench-",)
-    others = [name for name in run(["docker", "ps", "--format", "{{.Names}}"]).stdout.split()
-              if not name.startswith(ours)]
+    others = [
+        name for name in run(["docker", "ps", "--format", "{{.Names}}"]).stdout.split() if not name.startswith(ours)
+    ]
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": int(run(["nproc"]).stdout.strip()),
         "memory_gib": round(memory_kib / 1024 / 1024, 1),
         "cpu_model": cpu_model,
@@ -103,7 +128,7 @@ def interleaved_rounds(targets: dict, mode: dict) -> dict:
 
 
 def check_serving(targets: dict) -> None:
-    for key, url in targets.items():
+    for url in targets.values():
         loadgen.probe(url)
     info(f"all {len(targets)} setups answer 200 with the expected JSON")
 
@@ -149,8 +174,10 @@ def prepare_lab(lab: Lab) -> None:
 
 def labs_of_mode(mode_name: str, results_dir: Path) -> list[Lab]:
     if mode_name == "variants":
-        return [Lab(name=f"var-{name}", backends=2, results_dir=results_dir, extra_vars=extra)
-                for name, extra in VARIANTS.items()]
+        return [
+            Lab(name=f"var-{name}", backends=2, results_dir=results_dir, extra_vars=extra)
+            for name, extra in VARIANTS.items()
+        ]
     return [Lab(name="main" if mode_name == "full" else "smoke", backends=2, results_dir=results_dir)]
 
 
@@ -170,7 +197,8 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
         deploys["rerun-2"] = [lab.deploy(f"re-run {n + 1}").as_dict() for n in range(mode["reruns"])]
 
         targets = {
-            "A": f"http://{original_stack.address('original-a', lab.network)}:{original_stack.SAMPLE_PORT}{loadgen.PATH}",
+            "A": f"http://{original_stack.address('original-a', lab.network)}:"
+            f"{original_stack.SAMPLE_PORT}{loadgen.PATH}",
             "B": f"http://{original_stack.address('original-lb', lab.network)}{loadgen.PATH}",
             "C": f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}",
             "D": f"http://{lab.address(lab.backend_host(1))}:{BACKEND_PORT}{loadgen.PATH}",
@@ -187,8 +215,10 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
             loadgen.wait_until_serving(url)
         check_serving(targets)
 
-        step(f"Load: {' '.join(targets)} interleaved, {mode['warmup_rounds']} warm-up + "
-             f"{mode['measured_rounds']} measured round(s) of {mode['load'].seconds}s")
+        step(
+            f"Load: {' '.join(targets)} interleaved, {mode['warmup_rounds']} warm-up + "
+            f"{mode['measured_rounds']} measured round(s) of {mode['load'].seconds}s"
+        )
         runs = interleaved_rounds(targets, mode)
         check_serving(targets)
         report["setups"] = {key: {"title": titles[key], "url": url, "runs": runs[key]} for key, url in targets.items()}
@@ -198,14 +228,17 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
             lab.backends = count
             lab.create_containers()
             deploys[f"converge-{count}"] = [lab.deploy(f"converge {count} backends").as_dict()]
-            deploys[f"rerun-{count}"] = [lab.deploy(f"re-run {count} backends {n + 1}").as_dict()
-                                         for n in range(mode["reruns"])]
+            deploys[f"rerun-{count}"] = [
+                lab.deploy(f"re-run {count} backends {n + 1}").as_dict() for n in range(mode["reruns"])
+            ]
     finally:
         report["deploys"] = deploys
         if keep:
-            info(f"--keep: the lab stays; remove it with: ansible-playbook -i {lab.inventory_path} "
-                 f"playbooks/lab.yml -e lab_state=absent (after docker rm -f on label "
-                 f"{original_stack.LABEL}={lab.network})")
+            info(
+                f"--keep: the lab stays; remove it with: ansible-playbook -i {lab.inventory_path} "
+                f"playbooks/lab.yml -e lab_state=absent (after docker rm -f on label "
+                f"{original_stack.LABEL}={lab.network})"
+            )
         else:
             tear_down_all([lab])
 
@@ -215,7 +248,7 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
 
 def compare_variants(results_dir: Path, keep: bool, report: dict) -> None:
     mode = MODES["variants"]
-    labs = dict(zip(VARIANTS, labs_of_mode("variants", results_dir)))
+    labs = dict(zip(VARIANTS, labs_of_mode("variants", results_dir), strict=True))
     try:
         step(f"Creating {len(labs)} labs, one per variant of setup C")
         for lab in labs.values():
@@ -229,12 +262,20 @@ def compare_variants(results_dir: Path, keep: bool, report: dict) -> None:
         for url in targets.values():
             loadgen.wait_until_serving(url)
         check_serving(targets)
-        step(f"Load: {len(targets)} variants interleaved, {mode['warmup_rounds']} warm-up + "
-             f"{mode['measured_rounds']} measured rounds of {mode['load'].seconds}s")
+        step(
+            f"Load: {len(targets)} variants interleaved, {mode['warmup_rounds']} warm-up + "
+            f"{mode['measured_rounds']} measured rounds of {mode['load'].seconds}s"
+        )
         runs = interleaved_rounds(targets, mode)
         check_serving(targets)
-        report["setups"] = {name: {"title": " ".join(f"{k}={v}" for k, v in VARIANTS[name].items()) or "role defaults",
-                                   "url": targets[name], "runs": runs[name]} for name in labs}
+        report["setups"] = {
+            name: {
+                "title": " ".join(f"{k}={v}" for k, v in VARIANTS[name].items()) or "role defaults",
+                "url": targets[name],
+                "runs": runs[name],
+            }
+            for name in labs
+        }
     finally:
         if not keep:
             tear_down_all(list(labs.values()))
@@ -251,8 +292,11 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the containers running at the end")
     parser.add_argument("--runs", type=int, help="measured rounds (default: 5, smoke 1)")
     parser.add_argument("--duration", type=int, help="seconds per wrk run (default: 10, smoke 2)")
-    parser.add_argument("--teardown", action="store_true",
-                        help="only remove what a run of this mode left behind (bench/run's trap uses it)")
+    parser.add_argument(
+        "--teardown",
+        action="store_true",
+        help="only remove what a run of this mode left behind (bench/run's trap uses it)",
+    )
     args = parser.parse_args()
 
     mode_name = "smoke" if args.smoke else "variants" if args.variants else "full"
@@ -279,13 +323,21 @@ def main() -> int:
     started = time.monotonic()
     load = mode["load"]
     report = {
-        "title": {"full": "our stack vs the original recipe", "smoke": "smoke run (not representative)",
-                  "variants": "variants of setup C (our stack)"}[mode_name],
+        "title": {
+            "full": "our stack vs the original recipe",
+            "smoke": "smoke run (not representative)",
+            "variants": "variants of setup C (our stack)",
+        }[mode_name],
         "mode": mode_name,
         "meta": machine_facts(command),
-        "load": {"threads": load.threads, "connections": load.connections, "seconds": load.seconds,
-                 "warmup_rounds": mode["warmup_rounds"], "warmup_seconds": mode["warmup_seconds"],
-                 "measured_rounds": mode["measured_rounds"]},
+        "load": {
+            "threads": load.threads,
+            "connections": load.connections,
+            "seconds": load.seconds,
+            "warmup_rounds": mode["warmup_rounds"],
+            "warmup_seconds": mode["warmup_seconds"],
+            "measured_rounds": mode["measured_rounds"],
+        },
         "setups": {},
     }
     step(f"Benchmark ({mode_name}); results in {results_dir}")

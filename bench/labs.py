@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,9 +119,10 @@ class Lab:
         seconds, _ = self._playbook(f"{self.name}-lab-{self.backends}", "playbooks/lab.yml")
         return seconds
 
-    def deploy(self, label: str) -> "Deploy":
+    def deploy(self, label: str) -> Deploy:
         """Run site.yml as a user would; return its wall time and PLAY RECAP."""
-        seconds, output = self._playbook(f"{self.name}-deploy-{self.backends}-{label}", "site.yml")
+        log_name = f"{self.name}-deploy-{self.backends}-" + re.sub(r"[^A-Za-z0-9]+", "-", label)
+        seconds, output = self._playbook(log_name, "site.yml")
         recap = parse_recap(output)
         missing = {self.lb_host, *self.backend_hosts} - set(recap)
         if missing:
@@ -140,8 +140,13 @@ class Lab:
     def address(self, host: str) -> str:
         """The container's address on the lab network (load goes there, no published port)."""
         result = run(
-            ["docker", "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}',
-             self.container(host)]
+            [
+                "docker",
+                "inspect",
+                "-f",
+                f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}',
+                self.container(host),
+            ]
         )
         address = result.stdout.strip()
         if not address:
@@ -161,8 +166,13 @@ class Deploy:
         return sum(counts["changed"] for counts in self.recap.values())
 
     def as_dict(self) -> dict:
-        return {"label": self.label, "backends": self.backends, "seconds": self.seconds,
-                "changed": self.changed, "recap": self.recap}
+        return {
+            "label": self.label,
+            "backends": self.backends,
+            "seconds": self.seconds,
+            "changed": self.changed,
+            "recap": self.recap,
+        }
 
 
 def parse_recap(output: str) -> dict:
@@ -174,11 +184,3 @@ def parse_recap(output: str) -> dict:
         match["host"]: {key: int(match[key]) for key in ("ok", "changed", "unreachable", "failed")}
         for match in RECAP_LINE.finditer(output[recap_start:])
     }
-
-
-def wait_for_network_gone(network: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if run(["docker", "network", "inspect", network], check=False).returncode != 0:
-            return
-        time.sleep(1)

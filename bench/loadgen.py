@@ -53,8 +53,17 @@ def wait_until_serving(url: str, timeout: float = 60) -> None:
 
 def run_wrk(url: str, load: Load) -> dict:
     """One wrk run against URL; returns requests/s, latency percentiles (ms) and error counts."""
-    argv = ["wrk", f"-t{load.threads}", f"-c{load.connections}", f"-d{load.seconds}s", "--timeout", "2s",
-            "-s", str(WRK_SCRIPT), url]
+    argv = [
+        "wrk",
+        f"-t{load.threads}",
+        f"-c{load.connections}",
+        f"-d{load.seconds}s",
+        "--timeout",
+        "2s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+    ]
     try:
         # Bounded twice: wrk stops itself after -d, and this kills it if it does not.
         result = subprocess.run(argv, capture_output=True, text=True, timeout=load.seconds + 30)

@@ -26,17 +26,18 @@ INPUTS_LABEL = "hello-service.bench.inputs"
 # the recipe's, verbatim; nginx stays in the foreground as a container needs.
 SAMPLE_PORT = 9090
 RECIPE_BACKEND_PORT = 8080
+NGINX_FOREGROUND = "exec nginx -g 'daemon off;'"
 CONTAINERS = {
     "original-a": {"aliases": [], "command": ["python3", "app.py"]},
     "original-b1": {"aliases": ["b1"], "command": ["gunicorn", "-w", "4", "-b", "0.0.0.0:8080", "app:app"]},
     "original-b2": {"aliases": ["b2"], "command": ["gunicorn", "-w", "4", "-b", "0.0.0.0:8080", "app:app"]},
     "original-lb": {
         "aliases": [],
-        "command": ["sh", "-c", "cp /etc/nginx/bench/nginx-recipe.conf /etc/nginx/conf.d/ && exec nginx -g 'daemon off;'"],
+        "command": ["sh", "-c", f"cp /etc/nginx/bench/nginx-recipe.conf /etc/nginx/conf.d/ && {NGINX_FOREGROUND}"],
     },
     "ceiling": {
         "aliases": [],
-        "command": ["sh", "-c", "cp /etc/nginx/bench/nginx-ceiling.conf /etc/nginx/conf.d/ && exec nginx -g 'daemon off;'"],
+        "command": ["sh", "-c", f"cp /etc/nginx/bench/nginx-ceiling.conf /etc/nginx/conf.d/ && {NGINX_FOREGROUND}"],
     },
 }
 
@@ -52,8 +53,9 @@ def _inputs_digest() -> str:
 def ensure_image(log_dir: Path) -> None:
     """Build the image unless one built from the same inputs exists."""
     digest = _inputs_digest()
-    existing = run(["docker", "image", "inspect", "-f", f'{{{{index .Config.Labels "{INPUTS_LABEL}"}}}}', IMAGE],
-                   check=False)
+    existing = run(
+        ["docker", "image", "inspect", "-f", f'{{{{index .Config.Labels "{INPUTS_LABEL}"}}}}', IMAGE], check=False
+    )
     if existing.returncode == 0 and existing.stdout.strip() == digest:
         info(f"{IMAGE} is up to date ({digest})")
         return
@@ -62,14 +64,37 @@ def ensure_image(log_dir: Path) -> None:
     shutil.copytree(SOURCE_DIR, context)
     # Resolved on this machine, which can reach the package index; the
     # containers cannot (see PLATFORM.md), so they get wheels.
-    run_logged("original-wheelhouse", [
-        str(PROJECT_ROOT / ".venv" / "bin" / "pip"), "download", "--disable-pip-version-check", "--only-binary=:all:",
-        "--dest", str(context / "wheelhouse"), "--requirement", str(SOURCE_DIR / "requirements.txt"),
-    ], log_dir, timeout=300)
-    run_logged("original-image", [
-        "docker", "build", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--label", f"{INPUTS_LABEL}={digest}",
-        "--tag", IMAGE, str(context),
-    ], log_dir, timeout=600)
+    run_logged(
+        "original-wheelhouse",
+        [
+            str(PROJECT_ROOT / ".venv" / "bin" / "pip"),
+            "download",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--dest",
+            str(context / "wheelhouse"),
+            "--requirement",
+            str(SOURCE_DIR / "requirements.txt"),
+        ],
+        log_dir,
+        timeout=300,
+    )
+    run_logged(
+        "original-image",
+        [
+            "docker",
+            "build",
+            "--build-arg",
+            f"BASE_IMAGE={BASE_IMAGE}",
+            "--label",
+            f"{INPUTS_LABEL}={digest}",
+            "--tag",
+            IMAGE,
+            str(context),
+        ],
+        log_dir,
+        timeout=600,
+    )
 
 
 def container_name(name: str) -> str:
@@ -79,8 +104,17 @@ def container_name(name: str) -> str:
 def start(network: str, owner: str) -> None:
     """Start every container on NETWORK, labelled with OWNER (the bench lab's network)."""
     for name, spec in CONTAINERS.items():
-        argv = ["docker", "run", "--detach", "--name", container_name(name), "--network", network,
-                "--label", f"{LABEL}={owner}"]
+        argv = [
+            "docker",
+            "run",
+            "--detach",
+            "--name",
+            container_name(name),
+            "--network",
+            network,
+            "--label",
+            f"{LABEL}={owner}",
+        ]
         for alias in spec["aliases"]:
             argv += ["--network-alias", alias]
         run(argv + [IMAGE, *spec["command"]])
@@ -88,8 +122,15 @@ def start(network: str, owner: str) -> None:
 
 
 def address(name: str, network: str) -> str:
-    result = run(["docker", "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
-                  container_name(name)])
+    result = run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
+            container_name(name),
+        ]
+    )
     if not result.stdout.strip():
         raise StepFailed(f"container {container_name(name)} has no address on {network}")
     return result.stdout.strip()

@@ -37,7 +37,9 @@ def run(argv: list[str], *, timeout: float = 120, check: bool = True) -> subproc
     return result
 
 
-def run_logged(name: str, argv: list[str], log_dir: Path, *, timeout: float, env: dict | None = None) -> tuple[float, str]:
+def run_logged(
+    name: str, argv: list[str], log_dir: Path, *, timeout: float, env: dict | None = None
+) -> tuple[float, str]:
     """Run a long step with its output in LOG_DIR/NAME.log; return (seconds, output).
 
     On failure the last lines of the log are printed, as scripts/lib.sh does.

@@ -1,0 +1,141 @@
+"""Deploys and rollbacks under load drop no request.
+
+The tests run in file order and build on each other: release R1 is what
+converge deployed, R2 a changed release, R3 a broken one.
+"""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import (LoadGenerator, PROJECT, SERVICE, container_ip, container_of, inventory, run_playbook,
+                      upstream_servers, write_inventory)
+
+testinfra_hosts = []
+
+BACKENDS = ["app1", "app2", "app3"]
+LB_VARS = {"loadbalancers": {"nginx_lb_expose_upstream": True}}
+state = {}
+
+
+@pytest.fixture(scope="module")
+def hosts_file(tmp_path_factory):
+    return write_inventory(tmp_path_factory.mktemp("inventory") / "hosts.yml",
+                           {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS)
+
+
+@pytest.fixture(scope="module")
+def lb_address():
+    return container_ip(container_of("lb1"))
+
+
+def host(name):
+    return inventory().get_host(name)
+
+
+def current_release(name):
+    return host(name).file(f"/opt/{SERVICE}/current").linked_to.rsplit("/", 1)[1]
+
+
+def serving_release(name):
+    answer = host(name).check_output(
+        "python3 -c \"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8080/healthz').read().decode())\"")
+    return json.loads(answer)["release"]
+
+
+def started_at(name):
+    return host(name).check_output(f"systemctl show -p ActiveEnterTimestampMonotonic --value {SERVICE}")
+
+
+def app_copy(tmp_path, change):
+    """A copy of the service's source with one change: a new release."""
+    source = tmp_path / "app"
+    shutil.copytree(f"{PROJECT}/app", source, ignore=shutil.ignore_patterns("tests", "__pycache__", ".*"))
+    views = source / "src" / "hello_service" / "views.py"
+    views.write_text(change(views.read_text()))
+    return source
+
+
+def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True):
+    with LoadGenerator(lb_address, concurrency=8, min_requests=2000) as load:
+        returncode, output, recap = run_playbook(playbook, hosts_file, *args, check=False)
+    print(f"{playbook} {' '.join(args)}: rc={returncode}; load: {load.summary()}")
+    if expect_success:
+        assert returncode == 0, output[-6000:]
+    else:
+        assert returncode != 0, output[-6000:]
+    assert load.total >= 2000
+    assert load.errors == 0, load.summary()
+    assert load.non_2xx == 0, load.summary()
+    return output, recap
+
+
+def test_converged_release_serves_everywhere():
+    releases = {name: serving_release(name) for name in BACKENDS}
+    assert len(set(releases.values())) == 1, releases
+    state["R1"] = releases["app1"]
+
+
+def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file, lb_address):
+    source = app_copy(tmp_path, lambda text: text + "\n# A change that makes a new release.\n")
+    deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
+    releases = {name: serving_release(name) for name in BACKENDS}
+    assert len(set(releases.values())) == 1, releases
+    assert releases["app1"] != state["R1"]
+    assert all(current_release(name) == releases[name] for name in BACKENDS)
+    state["R2"] = releases["app1"]
+    assert upstream_servers(host("lb1")) == BACKENDS
+    assert "down;" not in host("lb1").file("/etc/nginx/conf.d/hello-service.conf").content_string
+
+
+def test_broken_release_stops_after_the_first_batch(tmp_path, hosts_file, lb_address):
+    untouched = {name: started_at(name) for name in BACKENDS[1:]}
+    # Builds, installs and passes `gunicorn --check-config`, but never reports healthy.
+    source = app_copy(tmp_path, lambda text: text + "\n\n@bp.before_app_request\ndef _broken():\n    from flask import request, abort\n"
+                        "    if request.path == '/healthz':\n        abort(503)\n")
+    output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address,
+                                  "-e", f"flask_app_source_dir={source}", "-e", "flask_app_health_timeout=10",
+                                  expect_success=False)
+    assert "did not become healthy on app1" in output
+    assert "reverted to release " + state["R2"] in output
+    assert "stays out of rotation" in output
+    # app1 went back to R2 and serves it, out of rotation; the others were never switched.
+    assert current_release("app1") == state["R2"] and serving_release("app1") == state["R2"]
+    site = host("lb1").file("/etc/nginx/conf.d/hello-service.conf").content_string
+    assert any(line.endswith("down; # backend=app1") for line in site.splitlines()), site
+    for name in BACKENDS[1:]:
+        assert current_release(name) == state["R2"]
+        assert started_at(name) == untouched[name], f"{name} was restarted"
+
+
+def test_rollback_under_load_returns_every_backend_to_the_previous_release(hosts_file, lb_address):
+    deploy_under_load("playbooks/rollback.yml", hosts_file, lb_address)
+    releases = {name: serving_release(name) for name in BACKENDS}
+    assert set(releases.values()) == {state["R1"]}, releases
+    # The backend kept out after the broken release is back in rotation.
+    assert "down;" not in host("lb1").file("/etc/nginx/conf.d/hello-service.conf").content_string
+
+
+def test_rollback_to_a_missing_release_fails_before_any_change(hosts_file):
+    before = {name: started_at(name) for name in BACKENDS}
+    returncode, output, _ = run_playbook("playbooks/rollback.yml", hosts_file, "-e", "release=0123456789ab",
+                                         check=False)
+    assert returncode != 0
+    assert "flask_app_rollback_release=0123456789ab is not installed on app1" in output
+    assert {name: started_at(name) for name in BACKENDS} == before
+    assert {name: current_release(name) for name in BACKENDS} == {name: state["R1"] for name in BACKENDS}
+
+
+def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):
+    # app2 and app3 are marked down in the inventory: app1 is the only backend serving.
+    hosts_file = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS)
+    with open(hosts_file, "a", encoding="utf-8") as handle:
+        handle.write("  vars:\n    nginx_lb_backend_down: \"{{ inventory_hostname in ['app2', 'app3'] }}\"\n")
+    run_playbook("playbooks/loadbalancers.yml", hosts_file)
+    source = app_copy(tmp_path, lambda text: text + "\n# Yet another release.\n")
+    returncode, output, _ = run_playbook("playbooks/rolling_update.yml", hosts_file,
+                                         "-e", f"flask_app_source_dir={source}", check=False)
+    assert returncode != 0
+    assert "would leave no backend serving" in output
+    assert current_release("app1") == state["R1"]

@@ -1,0 +1,75 @@
+"""The README's first command, end to end: `make up` from nothing, a re-run
+that changes nothing, and `make down` that leaves nothing behind.
+
+Replaces any running lab: it starts from a clean state on purpose.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+URL = "http://127.0.0.1:8080/requestme"
+LAB_LABEL = "hello-service.lab=hello-lab"
+
+
+def make(target):
+    started = time.monotonic()
+    result = subprocess.run(["make", target], cwd=PROJECT, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    print(f"make {target}: exit {result.returncode} in {elapsed:.1f}s")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout, elapsed
+
+
+def docker_lines(*args):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout.split()
+
+
+def deploy_recap():
+    with open(os.path.join(PROJECT, ".logs", "deploy.log"), encoding="utf-8") as log:
+        text = log.read()
+    recap = text[text.rindex("PLAY RECAP"):]
+    return {host: int(changed) for host, changed in re.findall(r"^(\S+)\s*:.*?changed=(\d+)", recap, re.M)}
+
+
+@pytest.fixture(scope="module")
+def clean_lab():
+    make("down")
+    assert docker_lines("ps", "-aq", "--filter", f"label={LAB_LABEL}") == []
+    yield
+    make("down")
+
+
+def test_up_serves_the_original_json_from_both_backends(clean_lab):
+    output, elapsed = make("up")
+    with urllib.request.urlopen(URL, timeout=10) as answer:
+        assert answer.status == 200
+        assert answer.headers["Content-Type"] == "application/json"
+        assert json.loads(answer.read()) == {"message": "Hello Flask.!!"}
+    served = set()
+    for _ in range(20):
+        with urllib.request.urlopen(URL, timeout=10) as answer:
+            served.add(answer.headers["X-Upstream-Addr"])
+    assert len(served) == 2, served
+    # The closing lines name the backend that answered each request.
+    assert re.search(r"Hello Flask\.!!\"\}\s+<- app1", output) and re.search(r"<- app2", output), output
+    assert deploy_recap(), "no PLAY RECAP in .logs/deploy.log"
+
+
+def test_second_up_changes_nothing(clean_lab):
+    _, elapsed = make("up")
+    recap = deploy_recap()
+    assert recap and all(changed == 0 for changed in recap.values()), recap
+    print(f"idempotent make up: {elapsed:.1f}s")
+
+
+def test_down_leaves_nothing(clean_lab):
+    make("down")
+    assert docker_lines("ps", "-aq", "--filter", f"label={LAB_LABEL}") == []
+    assert "hello-lab" not in docker_lines("network", "ls", "--format", "{{.Name}}")
