@@ -1,0 +1,49 @@
+"""Day-2 operations on the converged stack: a dry run, and a settings change."""
+
+import pytest
+
+from conftest import (LoadGenerator, SERVICE, container_ip, container_of, inventory, run_playbook, wait_for,
+                      write_inventory)
+
+testinfra_hosts = []
+
+BACKENDS = ["app1", "app2"]
+
+
+@pytest.fixture(scope="module")
+def hosts_file(tmp_path_factory):
+    return write_inventory(tmp_path_factory.mktemp("inventory") / "hosts.yml",
+                           {"loadbalancers": ["lb1"], "backends": BACKENDS},
+                           {"loadbalancers": {"nginx_lb_expose_upstream": True}})
+
+
+def gunicorn_pids(name):
+    host = inventory().get_host(name)
+    main = host.check_output(f"systemctl show -p MainPID --value {SERVICE}")
+    workers = set(host.check_output(f"ps -o pid= --ppid {main}").split())
+    return main, workers
+
+
+def test_check_diff_on_converged_hosts_changes_nothing(hosts_file):
+    _, output, recap = run_playbook("site.yml", hosts_file, "--check", "--diff")
+    assert recap and all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), output[-4000:]
+
+
+def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
+    before = {name: gunicorn_pids(name) for name in BACKENDS}
+    with LoadGenerator(container_ip(container_of("lb1")), min_requests=500) as load:
+        _, _, recap = run_playbook("site.yml", hosts_file, "-e", "flask_app_max_requests=5000")
+    print(f"settings change: load {load.summary()}")
+    assert load.errors == 0 and load.non_2xx == 0, load.summary()
+    for name in BACKENDS:
+        assert recap[name]["changed"] > 0
+        assert gunicorn_pids(name)[0] == before[name][0], f"{name}: the master was restarted, not reloaded"
+        # The old workers finish their requests and exit; new ones replace them.
+        wait_for(lambda: gunicorn_pids(name)[1].isdisjoint(before[name][1]), timeout=30,
+                 what=f"{name}'s workers to be replaced")
+        settings = inventory().get_host(name).file(f"/etc/{SERVICE}/settings.env").content_string
+        assert "HELLO_SERVICE_MAX_REQUESTS=5000\n" in settings
+    # Back to the inventory's settings, and idempotent again.
+    run_playbook("site.yml", hosts_file)
+    _, _, recap = run_playbook("site.yml", hosts_file)
+    assert all(counts["changed"] == 0 for counts in recap.values()), recap
