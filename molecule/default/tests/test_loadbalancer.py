@@ -1,6 +1,9 @@
 """nginx runs, its configuration is valid, and its upstream is the inventory's backends."""
 
-from conftest import container_of, hosts_in, inventory, journal
+import json
+import uuid
+
+from conftest import container_of, hosts_in, inventory, journal, request
 
 testinfra_hosts = hosts_in("loadbalancers")
 
@@ -33,6 +36,13 @@ def test_listens_on_80(host):
     assert host.socket("tcp://0.0.0.0:80").is_listening
 
 
-def test_access_log_is_json_with_upstream(host):
-    line = host.check_output(f"tail -n 1 /var/log/nginx/hello-service.access.log")
-    assert '"upstream_addr":' in line and '"request_id":' in line
+def test_access_log_is_json_with_upstream(host, lb_url):
+    probe = uuid.uuid4().hex
+    assert request(f"{lb_url}/requestme?probe={probe}").status == 200
+    lines = host.check_output(f"grep -F {probe} /var/log/nginx/hello-service.access.log").splitlines()
+    assert len(lines) == 1, lines
+    entry = json.loads(lines[0])
+    assert entry["status"] == 200
+    assert entry["upstream_addr"].endswith(":8080")
+    assert entry["upstream_status"] == "200"
+    assert len(entry["request_id"]) == 32
