@@ -7,6 +7,7 @@ Replaces any running lab: it starts from a clean state on purpose.
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -18,9 +19,9 @@ URL = "http://127.0.0.1:8080/requestme"
 LAB_LABEL = "hello-service.lab=hello-lab"
 
 
-def make(target):
+def make(target, *variables):
     started = time.monotonic()
-    result = subprocess.run(["make", target], cwd=PROJECT, capture_output=True, text=True)
+    result = subprocess.run(["make", target, *variables], cwd=PROJECT, capture_output=True, text=True)
     elapsed = time.monotonic() - started
     print(f"make {target}: exit {result.returncode} in {elapsed:.1f}s")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -67,6 +68,28 @@ def test_second_up_changes_nothing(clean_lab):
     recap = deploy_recap()
     assert recap and all(changed == 0 for changed in recap.values()), recap
     print(f"idempotent make up: {elapsed:.1f}s")
+
+
+def backends_serving(count=30):
+    served = set()
+    for _ in range(count):
+        with urllib.request.urlopen(URL, timeout=10) as answer:
+            served.add(answer.headers["X-Upstream-Addr"])
+    return served
+
+
+def test_adding_and_removing_a_host_in_the_inventory_scales_the_lab(clean_lab, tmp_path):
+    inventory = tmp_path / "local"
+    shutil.copytree(os.path.join(PROJECT, "inventories", "local"), inventory)
+    hosts = inventory / "hosts.yml"
+    hosts.write_text(hosts.read_text().replace("        app2:\n", "        app2:\n        app3:\n"))
+    make("up", f"INVENTORY={inventory}")
+    assert "hello-lab-app3" in docker_lines("ps", "--format", "{{.Names}}")
+    assert len(backends_serving()) == 3
+    # The repository's inventory has no app3: its container goes, and so does its upstream line.
+    make("up")
+    assert "hello-lab-app3" not in docker_lines("ps", "-a", "--format", "{{.Names}}")
+    assert len(backends_serving()) == 2
 
 
 def test_down_leaves_nothing(clean_lab):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import (LoadGenerator, SERVICE, container_ip, container_of, inventory, run_playbook, wait_for,
+from conftest import (LoadGenerator, SERVICE, container_ip, container_of, inventory, request, run_playbook, wait_for,
                       write_inventory)
 
 testinfra_hosts = []
@@ -47,3 +47,46 @@ def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
     run_playbook("site.yml", hosts_file)
     _, _, recap = run_playbook("site.yml", hosts_file)
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
+
+
+BAD_INPUTS = {
+    "port out of range": ({}, ["-e", "flask_app_port=70000"], "flask_app_port must be within 1-65535, got 70000"),
+    "unknown balancing method": ({}, ["-e", "nginx_lb_balance_method=fastest"], "nginx_lb_balance_method"),
+    "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
+                                         "shared.internal:8080 is used by app1 and app2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_before_any_change(tmp_path, case):
+    group_vars, args, message = BAD_INPUTS[case]
+    hosts = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS},
+                            {"loadbalancers": {"nginx_lb_expose_upstream": True}, **group_vars})
+    returncode, output, recap = run_playbook("site.yml", hosts, *args, check=False)
+    assert returncode != 0
+    assert message in output, output[-3000:]
+    if case == "unknown balancing method":
+        assert "fastest" in output
+    assert all(counts["changed"] == 0 for counts in recap.values()), recap
+
+
+def test_empty_backend_group_is_refused(tmp_path):
+    hosts = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": []})
+    returncode, output, recap = run_playbook("site.yml", hosts, check=False)
+    assert returncode != 0
+    assert "nginx_lb_backend_group=backends names no host" in output, output[-3000:]
+    assert all(counts["changed"] == 0 for counts in recap.values()), recap
+
+
+def test_config_nginx_rejects_leaves_the_running_one(hosts_file, lb_url):
+    lb = inventory().get_host("lb1")
+    site = "/etc/nginx/conf.d/hello-service.conf"
+    before = lb.file(site).sha256sum
+    returncode, output, _ = run_playbook("site.yml", hosts_file, "-e", "nginx_lb_client_max_body_size=1x",
+                                         check=False)
+    assert returncode != 0
+    # nginx's own message, as Ansible prints it (quotes escaped).
+    assert 'client_max_body_size\\" directive invalid value' in output, output[-3000:]
+    assert lb.file(site).sha256sum == before
+    assert lb.run("nginx -t").rc == 0
+    assert request(f"{lb_url}/requestme").status == 200
