@@ -47,6 +47,13 @@ def journal(host, unit=SERVICE, lines=60):
     return host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
 
 
+def healthz(host):
+    """The backend's /healthz answer, asked on the host itself."""
+    return json.loads(host.check_output(
+        "python3 -c \"import urllib.request;"
+        "print(urllib.request.urlopen('http://127.0.0.1:8080/healthz').read().decode())\""))
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status, self.headers, self.body = status, headers, body
@@ -83,8 +90,11 @@ def lb_url():
 
 @pytest.fixture(scope="session")
 def backend_by_address():
-    """Maps "ip:port" as nginx reports it in X-Upstream-Addr to the backend's inventory name."""
-    return {f"{container_ip(container_of(name))}:8080": name for name in inventory().get_hosts("backends")}
+    """Maps "ip:port" as nginx reports it in X-Upstream-Addr to the inventory name of every
+    non-load-balancer host of the scenario (spares included, which a test may add as backends)."""
+    runner = inventory()
+    hosts = set(runner.get_hosts("all")) - set(runner.get_hosts("loadbalancers"))
+    return {f"{container_ip(container_of(name))}:8080": name for name in hosts}
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,8 @@
 """Each backend runs Gunicorn under a sandboxed systemd unit, as the service user."""
 
-import json
-
 import pytest
 
-from conftest import SERVICE, hosts_in, journal
+from conftest import SERVICE, healthz, hosts_in, journal
 
 testinfra_hosts = hosts_in("backends")
 
@@ -95,6 +93,5 @@ def test_service_user_has_no_login_shell(host):
 
 def test_health_reports_the_current_release(host):
     release = host.file(f"/opt/{SERVICE}/current").linked_to.rsplit("/", 1)[1]
-    answer = json.loads(host.check_output("python3 -c \"import urllib.request;"
-                                          "print(urllib.request.urlopen('http://127.0.0.1:8080/healthz').read().decode())\""))
+    answer = healthz(host)
     assert answer == {"status": "ok", "release": release}

@@ -4,12 +4,11 @@ The tests run in file order and build on each other: release R1 is what
 converge deployed, R2 a changed release, R3 a broken one.
 """
 
-import json
 import shutil
 
 import pytest
 
-from conftest import (LoadGenerator, PROJECT, SERVICE, container_ip, container_of, inventory, run_playbook,
+from conftest import (LoadGenerator, PROJECT, SERVICE, container_ip, container_of, healthz, inventory, run_playbook,
                       upstream_servers, write_inventory)
 
 testinfra_hosts = []
@@ -39,9 +38,7 @@ def current_release(name):
 
 
 def serving_release(name):
-    answer = host(name).check_output(
-        "python3 -c \"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:8080/healthz').read().decode())\"")
-    return json.loads(answer)["release"]
+    return healthz(host(name))["release"]
 
 
 def started_at(name):

@@ -21,12 +21,6 @@ def served_by(lb_url, backend_by_address, count=60):
                    for _ in range(count))
 
 
-@pytest.fixture(scope="module")
-def backend_by_address():
-    from conftest import container_ip, container_of
-    return {f"{container_ip(container_of(name))}:8080": name for name in ("app1", "app2", "app3")}
-
-
 def test_limit_to_loadbalancers_keeps_every_backend(tmp_path, lb):
     # No facts of the backends are gathered in this run: the upstream must
     # still come out the same, from the inventory alone.
