@@ -48,7 +48,7 @@ GUNICORN_SETTING_KEYS = frozenset(
 # only passed through to the workers; the app validates their values when it
 # starts, and `gunicorn --check-config` runs that validation too.
 APP_SETTING_KEYS = frozenset(
-    PREFIX + name for name in ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "DEBUG", "SECRET_KEY")
+    PREFIX + name for name in ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "REQUEST_LOG", "DEBUG", "SECRET_KEY")
 )
 # Settings whose values must never appear in an error message or a log line.
 SECRET_SETTING_KEYS = frozenset({PREFIX + "SECRET_KEY"})

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import loadgen
+from cpu import CpuMeter
 import original_stack
 import reporting
 from labs import BACKEND_PORT, LB_PORT, Lab
@@ -108,9 +109,15 @@ def machine_facts(command: str) -> dict:
     }
 
 
-def interleaved_rounds(targets: dict, mode: dict) -> dict:
-    """Run every target once per round, in the same order each round; return the runs per target."""
+def interleaved_rounds(targets: dict, mode: dict, parts: dict | None = None) -> dict:
+    """Run every target once per round, in the same order each round; return the runs per target.
+
+    ``parts`` maps a target to its parts (load balancer, backends...) and their
+    containers: each run then also records their CPU time per request.
+    """
     load = mode["load"]
+    parts = parts or {}
+    meter = CpuMeter(sorted({name for target in parts.values() for names in target.values() for name in names}))
     warmup = loadgen.Load(load.threads, load.connections, mode["warmup_seconds"])
     runs = {key: [] for key in targets}
     total = mode["warmup_rounds"] + mode["measured_rounds"]
@@ -118,7 +125,13 @@ def interleaved_rounds(targets: dict, mode: dict) -> dict:
         is_warmup = number < mode["warmup_rounds"]
         figures = []
         for key, url in targets.items():
+            before = meter.snapshot()
             result = loadgen.run_wrk(url, warmup if is_warmup else load)
+            per_request = CpuMeter.per_request_us(before, meter.snapshot(), result["requests"])
+            if key in parts:
+                result["cpu_us_per_request"] = {
+                    part: round(sum(per_request[name] for name in names), 1) for part, names in parts[key].items()
+                } | {"wrk": per_request["wrk"]}
             result.update(round=number, warmup=is_warmup)
             runs[key].append(result)
             flag = "" if loadgen.is_clean(result) else " ERRORS"
@@ -219,7 +232,16 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
             f"Load: {' '.join(targets)} interleaved, {mode['warmup_rounds']} warm-up + "
             f"{mode['measured_rounds']} measured round(s) of {mode['load'].seconds}s"
         )
-        runs = interleaved_rounds(targets, mode)
+        original = original_stack.container_name
+        backends = [lab.container(host) for host in lab.backend_hosts]
+        parts = {
+            "A": {"app": [original("original-a")]},
+            "B": {"load balancer": [original("original-lb")], "backends": [original(f"original-b{n}") for n in (1, 2)]},
+            "C": {"load balancer": [lab.container(lab.lb_host)], "backends": backends},
+            "D": {"backends": [lab.container(lab.backend_host(1))]},
+            "E": {"load balancer": [original("ceiling")]},
+        }
+        runs = interleaved_rounds(targets, mode, parts)
         check_serving(targets)
         report["setups"] = {key: {"title": titles[key], "url": url, "runs": runs[key]} for key, url in targets.items()}
 
@@ -266,7 +288,11 @@ def compare_variants(results_dir: Path, keep: bool, report: dict) -> None:
             f"Load: {len(targets)} variants interleaved, {mode['warmup_rounds']} warm-up + "
             f"{mode['measured_rounds']} measured rounds of {mode['load'].seconds}s"
         )
-        runs = interleaved_rounds(targets, mode)
+        parts = {
+            name: {"load balancer": [lab.container(lab.lb_host)], "backends": [lab.container(h) for h in lab.backend_hosts]}
+            for name, lab in labs.items()
+        }
+        runs = interleaved_rounds(targets, mode, parts)
         check_serving(targets)
         report["setups"] = {
             name: {

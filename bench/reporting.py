@@ -22,6 +22,10 @@ def summarise_runs(runs: list[dict]) -> dict:
         "non_2xx": sum(run["non_2xx"] for run in measured),
         "socket_errors": sum(sum(run["socket_errors"].values()) for run in measured),
         "warmup_errors": sum(run["non_2xx"] + sum(run["socket_errors"].values()) for run in runs if run["warmup"]),
+        "cpu_us_per_request": {
+            part: spread([run["cpu_us_per_request"][part] for run in measured])
+            for part in (measured[0].get("cpu_us_per_request") or {} if measured else {})
+        },
     }
 
 
@@ -159,6 +163,23 @@ def load_table(setups: dict, summary: dict, baseline: str | None = None) -> list
     return lines
 
 
+def cpu_table(setups: dict, summary: dict) -> list[str]:
+    """CPU time per request, by part of each setup (containers' cgroups; wrk is the load generator)."""
+    parts = list(dict.fromkeys(part for key in setups for part in summary[key]["cpu_us_per_request"]))
+    if not parts:
+        return []
+    lines = [
+        "| Setup | " + " | ".join(f"{part} µs/request median (min-max)" for part in parts) + " | all parts (medians) |",
+        "|---|" + "---|" * (len(parts) + 1),
+    ]
+    for key in setups:
+        figures = summary[key]["cpu_us_per_request"]
+        cells = [_cell(figures[part], 0) if part in figures else "-" for part in parts]
+        total = sum(figures[part]["median"] for part in figures)
+        lines.append(f"| {key} | " + " | ".join(cells) + f" | {total:.0f} |")
+    return lines
+
+
 def deploy_table(deploys: dict) -> list[str]:
     lines = ["| Deploy | Backends | Seconds median (min-max) | Runs | changed (per run) |", "|---|---|---|---|---|"]
     for label, runs in deploys.items():
@@ -200,6 +221,17 @@ def markdown(report: dict) -> str:
         *load_table(report["setups"], report["summary"], report.get("baseline")),
         "",
     ]
+    cpu = cpu_table(report["setups"], report["summary"])
+    if cpu:
+        lines += [
+            "## CPU time per request",
+            "",
+            "Each container's CPU time over a run (its cgroup), divided by the requests of that run. "
+            "Every setup shares the same cores, so requests/s follows from these figures.",
+            "",
+            *cpu,
+            "",
+        ]
     if report.get("targets"):
         lines += ["## Targets (ratios of medians from this run)", "", *target_table(report["targets"]), ""]
     if report.get("deploys"):

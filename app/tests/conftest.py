@@ -35,7 +35,8 @@ def log_records(log_stream):
 
 @pytest.fixture
 def app(log_stream):
-    return create_app({"TESTING": True, "LOG_STREAM": log_stream})
+    # With the request log on, so that tests can see what each request did.
+    return create_app({"TESTING": True, "LOG_STREAM": log_stream, "REQUEST_LOG": True})
 
 
 @pytest.fixture

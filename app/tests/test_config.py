@@ -14,6 +14,11 @@ def test_debug_false_words(word):
     assert load_settings({"HELLO_SERVICE_DEBUG": word})["DEBUG"] is False
 
 
+def test_request_log_is_off_unless_turned_on():
+    assert load_settings({})["REQUEST_LOG"] is False
+    assert load_settings({"HELLO_SERVICE_REQUEST_LOG": "true"})["REQUEST_LOG"] is True
+
+
 def test_proxy_count_zero_is_valid():
     assert load_settings({"HELLO_SERVICE_PROXY_COUNT": "0"})["PROXY_COUNT"] == 0
 
@@ -35,6 +40,7 @@ def test_log_level_is_case_insensitive(level):
         ("HELLO_SERVICE_PROXY_COUNT", "1.5"),
         ("HELLO_SERVICE_LOG_LEVEL", "verbose"),
         ("HELLO_SERVICE_DEBUG", "maybe"),
+        ("HELLO_SERVICE_REQUEST_LOG", "sometimes"),
     ],
 )
 def test_invalid_value_error_names_variable_and_value(variable, bad_value):

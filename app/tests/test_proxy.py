@@ -11,7 +11,7 @@ def app_behind(log_stream):
     """Build the app for a given number of proxies, with a route showing what it sees."""
 
     def build(proxy_count):
-        app = create_app({"TESTING": True, "LOG_STREAM": log_stream, "PROXY_COUNT": proxy_count})
+        app = create_app({"TESTING": True, "LOG_STREAM": log_stream, "PROXY_COUNT": proxy_count, "REQUEST_LOG": True})
 
         @app.get("/_test/seen")
         def seen():

@@ -85,9 +85,38 @@ def test_unsafe_request_id_is_replaced(client, unsafe):
 
 
 def test_log_level_setting_filters_request_lines(log_stream, log_records):
-    app = create_app({"TESTING": True, "LOG_STREAM": log_stream, "LOG_LEVEL": "WARNING"})
+    app = create_app({"TESTING": True, "LOG_STREAM": log_stream, "LOG_LEVEL": "WARNING", "REQUEST_LOG": True})
     app.test_client().get("/requestme")
     assert log_records() == []
+
+
+@pytest.fixture
+def quiet_client(log_stream):
+    """A client of the app with its default settings: REQUEST_LOG off."""
+    app = create_app({"TESTING": True, "LOG_STREAM": log_stream, "PROPAGATE_EXCEPTIONS": False})
+
+    @app.get("/_test/boom")
+    def boom():
+        raise RuntimeError("boom")
+
+    return app.test_client()
+
+
+def test_request_log_off_skips_successful_and_client_error_requests(quiet_client, log_records):
+    quiet_client.get("/requestme")
+    quiet_client.post("/echo", json={"x": 1})
+    quiet_client.get("/nowhere")
+    assert log_records() == []
+
+
+def test_request_log_off_still_logs_server_errors(quiet_client, log_records):
+    quiet_client.get("/_test/boom", headers={"X-Request-ID": "boom-2"})
+    lines = _request_lines(log_records())
+    assert [(line["status"], line["level"], line["request_id"]) for line in lines] == [(500, "ERROR", "boom-2")]
+
+
+def test_request_log_off_still_echoes_request_id(quiet_client):
+    assert quiet_client.get("/requestme", headers={"X-Request-ID": "abc-9"}).headers["X-Request-ID"] == "abc-9"
 
 
 def test_secret_key_is_never_logged(monkeypatch, log_stream):

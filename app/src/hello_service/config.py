@@ -13,7 +13,7 @@ ENV_PREFIX = "HELLO_SERVICE_"
 
 # The settings this module reads, without the prefix. gunicorn.conf.py keeps
 # its own copy (it must not import the package); a test keeps them equal.
-SETTING_NAMES = ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "DEBUG", "SECRET_KEY")
+SETTING_NAMES = ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "REQUEST_LOG", "DEBUG", "SECRET_KEY")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -88,6 +88,10 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "PROXY_COUNT": parse_non_negative_int(*raw("PROXY_COUNT", "0")),
         "RELEASE_ID": release_id or None,
         "LOG_LEVEL": parse_log_level(*raw("LOG_LEVEL", "INFO")),
+        # Off: only 5xx answers get a line (at ERROR); the load balancer's
+        # access log, with the same X-Request-ID, is the request log. On: one
+        # INFO line per request as well.
+        "REQUEST_LOG": parse_bool(*raw("REQUEST_LOG", "false")),
         "DEBUG": parse_bool(*raw("DEBUG", "false")),
         # Optional: unset leaves Flask's default (None), so nothing that needs
         # signing (sessions, flash messages) is available.

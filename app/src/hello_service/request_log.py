@@ -37,6 +37,9 @@ class RequestIdFilter(logging.Filter):
 
 def init_request_logging(app: Flask) -> None:
     request_logger = logging.getLogger(f"{app.import_name}.request")
+    # With REQUEST_LOG off the load balancer's access log is the request log
+    # (same X-Request-ID); the service still reports its own failures.
+    log_every_request = app.config["REQUEST_LOG"]
 
     @app.before_request
     def start_request() -> None:
@@ -51,7 +54,11 @@ def init_request_logging(app: Flask) -> None:
             start_request()
         duration_ms = (time.perf_counter() - g.request_started) * 1000
         response.headers[REQUEST_ID_HEADER] = g.request_id
-        request_logger.info(
+        failed = response.status_code >= 500
+        if not (log_every_request or failed):
+            return response
+        request_logger.log(
+            logging.ERROR if failed else logging.INFO,
             "%s %s %s",
             request.method,
             request.path,

@@ -1,8 +1,10 @@
 """Each backend runs Gunicorn under a sandboxed systemd unit, as the service user."""
 
+import uuid
+
 import pytest
 
-from conftest import SERVICE, healthz, hosts_in, journal
+from conftest import SERVICE, healthz, hosts_in, journal, wait_for
 
 testinfra_hosts = hosts_in("backends")
 
@@ -95,3 +97,18 @@ def test_health_reports_the_current_release(host):
     release = host.file(f"/opt/{SERVICE}/current").linked_to.rsplit("/", 1)[1]
     answer = healthz(host)
     assert answer == {"status": "ok", "release": release}
+
+
+def test_successful_requests_are_left_to_the_load_balancer_log(host):
+    """flask_app_request_log is off by default: nginx's access log is the request log."""
+    probe = uuid.uuid4().hex
+    host.check_output(
+        "python3 -c \"import urllib.request; urllib.request.urlopen(urllib.request.Request("
+        f"'http://127.0.0.1:8080/requestme', headers={{'X-Request-ID': '{probe}'}})).read()\"")
+    # A reload logs through the same journal stream after the request: once its
+    # line is there, the request's line would be there too, had it been written.
+    since = int(host.check_output("date +%s")) - 1
+    host.check_output(f"systemctl reload {SERVICE}")
+    log = lambda: host.check_output(f"journalctl -u {SERVICE} --since @{since} -o cat --no-pager")  # noqa: E731
+    wait_for(lambda: "Handling signal: hup" in log(), timeout=20, what="the reload's log line")
+    assert probe not in log()
