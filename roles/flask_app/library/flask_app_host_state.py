@@ -1,0 +1,137 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Read what a deploy needs to know about a backend, in one round trip."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: flask_app_host_state
+short_description: Report a backend's releases, service state and missing packages
+description:
+  - Reads, without changing anything, what the flask_app role decides on.
+    The releases installed under I(prefix) (newest first, and whether each
+    finished installing), the releases the C(current) and C(previous) links
+    point at, the service's systemd ActiveState, and which of I(packages)
+    dpkg does not list as installed.
+  - One module run instead of a stat, find, systemd and apt task each. On a
+    re-run that changes nothing, those round trips are most of the time a
+    deploy spends per host.
+options:
+  prefix:
+    description: Installation root holding releases/<id>/ and the current and previous links.
+    type: path
+    required: true
+  service:
+    description: The systemd unit's name, without .service.
+    type: str
+    required: true
+  packages:
+    description: Debian packages the service needs; those not installed are returned in RV(missing_packages).
+    type: list
+    elements: str
+    default: []
+"""
+
+RETURN = r"""
+current_release:
+  description: Id of the release C(current) points at; empty when the link is missing.
+  type: str
+  returned: always
+previous_release:
+  description: Id of the release C(previous) points at; empty when the link is missing.
+  type: str
+  returned: always
+releases:
+  description: Release directories, newest first, each with C(id), C(mtime) and C(installed) (its .installed marker exists).
+  type: list
+  elements: dict
+  returned: always
+service_state:
+  description: The unit's ActiveState (active, inactive, failed...); inactive when systemd does not know it.
+  type: str
+  returned: always
+missing_packages:
+  description: The requested packages dpkg does not list as installed, in the order requested.
+  type: list
+  elements: str
+  returned: always
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+INSTALLED_MARKER = ".installed"
+
+
+def _link_target_id(path):
+    try:
+        return os.path.basename(os.readlink(path).rstrip("/"))
+    except OSError:
+        return ""
+
+
+def _releases(releases_dir):
+    try:
+        entries = list(os.scandir(releases_dir))
+    except FileNotFoundError:
+        return []
+    found = [
+        {
+            "id": entry.name,
+            "mtime": entry.stat(follow_symlinks=False).st_mtime,
+            "installed": os.path.exists(os.path.join(entry.path, INSTALLED_MARKER)),
+        }
+        for entry in entries
+        if entry.is_dir(follow_symlinks=False)
+    ]
+    return sorted(found, key=lambda release: release["mtime"], reverse=True)
+
+
+def _service_state(module, service):
+    systemctl = module.get_bin_path("systemctl")
+    if systemctl is None:
+        return "inactive"
+    rc, out, _ = module.run_command([systemctl, "show", "--property=ActiveState", "--value", service + ".service"])
+    return out.strip() if rc == 0 and out.strip() else "inactive"
+
+
+def _missing_packages(module, packages):
+    if not packages:
+        return []
+    dpkg_query = module.get_bin_path("dpkg-query")
+    if dpkg_query is None:
+        return list(packages)
+    # Exits 1 when a package is unknown to dpkg; the ones it knows are still listed.
+    _, out, _ = module.run_command([dpkg_query, "--show", "--showformat=${Package}\t${Status}\n", *packages])
+    installed = set()
+    for line in out.splitlines():
+        name, _, status = line.partition("\t")
+        if status.strip() == "install ok installed":
+            installed.add(name.split(":")[0])
+    return [package for package in packages if package not in installed]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "prefix": {"type": "path", "required": True},
+            "service": {"type": "str", "required": True},
+            "packages": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    prefix = module.params["prefix"]
+    module.exit_json(
+        changed=False,
+        current_release=_link_target_id(os.path.join(prefix, "current")),
+        previous_release=_link_target_id(os.path.join(prefix, "previous")),
+        releases=_releases(os.path.join(prefix, "releases")),
+        service_state=_service_state(module, module.params["service"]),
+        missing_packages=_missing_packages(module, module.params["packages"]),
+    )
+
+
+if __name__ == "__main__":
+    main()
