@@ -64,11 +64,11 @@ MODES = {
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
 VARIANTS = {
     "default": {},
+    "request-log": {"flask_app_request_log": True},
     "sync": {"flask_app_worker_class": "sync", "flask_app_threads": 1},
-    "workers-2": {"flask_app_workers": 2},
-    "threads-4": {"flask_app_threads": 4},
+    "workers-2-threads-8": {"flask_app_workers": 2, "flask_app_threads": 8},
+    "max-requests-0": {"flask_app_max_requests": 0},
     "lb-keepalive-0": {"nginx_lb_keepalive": 0},
-    "log-warning": {"flask_app_log_level": "WARNING"},
 }
 
 

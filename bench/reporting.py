@@ -165,7 +165,10 @@ def load_table(setups: dict, summary: dict, baseline: str | None = None) -> list
 
 def cpu_table(setups: dict, summary: dict) -> list[str]:
     """CPU time per request, by part of each setup (containers' cgroups; wrk is the load generator)."""
-    parts = list(dict.fromkeys(part for key in setups for part in summary[key]["cpu_us_per_request"]))
+    found = {part for key in setups for part in summary[key]["cpu_us_per_request"]}
+    # The path of a request, then the load generator.
+    parts = [part for part in ("load balancer", "backends", "app", "wrk") if part in found]
+    parts += sorted(found - set(parts))
     if not parts:
         return []
     lines = [
