@@ -28,9 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import loadgen
-from cpu import CpuMeter
 import original_stack
 import reporting
+from cpu import CpuMeter
 from labs import BACKEND_PORT, LB_PORT, Lab
 from shell import PROJECT_ROOT, StepFailed, info, run, step
 
@@ -233,11 +233,10 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
             f"{mode['measured_rounds']} measured round(s) of {mode['load'].seconds}s"
         )
         original = original_stack.container_name
-        backends = [lab.container(host) for host in lab.backend_hosts]
         parts = {
             "A": {"app": [original("original-a")]},
             "B": {"load balancer": [original("original-lb")], "backends": [original(f"original-b{n}") for n in (1, 2)]},
-            "C": {"load balancer": [lab.container(lab.lb_host)], "backends": backends},
+            "C": lab.cpu_parts,
             "D": {"backends": [lab.container(lab.backend_host(1))]},
             "E": {"load balancer": [original("ceiling")]},
         }
@@ -288,11 +287,7 @@ def compare_variants(results_dir: Path, keep: bool, report: dict) -> None:
             f"Load: {len(targets)} variants interleaved, {mode['warmup_rounds']} warm-up + "
             f"{mode['measured_rounds']} measured rounds of {mode['load'].seconds}s"
         )
-        parts = {
-            name: {"load balancer": [lab.container(lab.lb_host)], "backends": [lab.container(h) for h in lab.backend_hosts]}
-            for name, lab in labs.items()
-        }
-        runs = interleaved_rounds(targets, mode, parts)
+        runs = interleaved_rounds(targets, mode, {name: lab.cpu_parts for name, lab in labs.items()})
         check_serving(targets)
         report["setups"] = {
             name: {

@@ -59,6 +59,14 @@ class Lab:
         return f"hello-bench-{host}"
 
     @property
+    def cpu_parts(self) -> dict[str, list[str]]:
+        """The lab's containers by part, for bench/cpu.py's CPU time per request."""
+        return {
+            "load balancer": [self.container(self.lb_host)],
+            "backends": [self.container(host) for host in self.backend_hosts],
+        }
+
+    @property
     def inventory_path(self) -> Path:
         return self.results_dir / "inventories" / f"{self.name}-{self.backends}-backends" / "hosts.yml"
 

@@ -109,6 +109,9 @@ def test_successful_requests_are_left_to_the_load_balancer_log(host):
     # line is there, the request's line would be there too, had it been written.
     since = int(host.check_output("date +%s")) - 1
     host.check_output(f"systemctl reload {SERVICE}")
-    log = lambda: host.check_output(f"journalctl -u {SERVICE} --since @{since} -o cat --no-pager")  # noqa: E731
+
+    def log():
+        return host.check_output(f"journalctl -u {SERVICE} --since @{since} -o cat --no-pager")
+
     wait_for(lambda: "Handling signal: hup" in log(), timeout=20, what="the reload's log line")
     assert probe not in log()
