@@ -203,9 +203,16 @@ if not forwarded_allow_ips:
 # Gunicorn's rule of thumb for a CPU-light app: two workers per core, plus one.
 workers = _integer("WORKERS", 2 * _usable_cpu_count() + 1, minimum=1)
 
-# gthread keeps idle keep-alive connections from the load balancer without
-# tying up a whole worker process each; sync remains for debugging.
-worker_class = _choice("WORKER_CLASS", "gthread", WORKER_CLASSES)
+# sync behind the load balancer, as Gunicorn's design notes advise for a
+# CPU-light app behind a buffering proxy. A sync worker accepts a connection
+# only when it is free, so waiting requests queue once, in the listen socket,
+# first come first served. A gthread worker accepts while its threads are
+# busy and keeps serving every connection it accepted, so requests queue
+# behind one busy worker while another idles. docs/benchmark.md measures
+# gthread with upstream keep-alive at 3.3 times sync's 99th percentile
+# latency, for 15% more requests/s on cores the load balancer shares.
+# gthread remains the choice for requests that wait on I/O for long.
+worker_class = _choice("WORKER_CLASS", "sync", WORKER_CLASSES)
 
 threads = _integer("THREADS", 2 if worker_class == "gthread" else 1, minimum=1)
 if worker_class == "sync" and threads > 1:
@@ -215,6 +222,7 @@ if worker_class == "sync" and threads > 1:
 timeout = _integer("TIMEOUT", 30, minimum=1)
 graceful_timeout = _integer("GRACEFUL_TIMEOUT", 20, minimum=1)
 
+# gthread only (a sync worker closes every connection after its response).
 # Longer than the load balancer's upstream keepalive_timeout (60 s), so the
 # balancer always closes an idle connection first and never sends a request
 # on a connection Gunicorn is closing at that moment (a spurious 502).
@@ -241,7 +249,8 @@ loglevel = _choice("LOG_LEVEL", "info", LOG_LEVELS)
 # Gunicorn's own messages go to stderr, where journald collects them.
 errorlog = "-"
 
-# Off by default: the app already writes one JSON line per request. When on,
+# Off by default: the load balancer's access log is the request log, and
+# HELLO_SERVICE_REQUEST_LOG adds the app's own line when wanted. When on,
 # the line is JSON too. The response's X-Request-ID is used because the app
 # sets it on every response, generated when the client sent none.
 # Gunicorn does not escape values: a path or agent containing a double quote

@@ -64,11 +64,12 @@ MODES = {
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
 VARIANTS = {
     "default": {},
+    # The defaults until gthread's queueing showed in the tail: gthread workers, upstream keepalive.
+    "gthread-lb-keepalive-32": {"flask_app_worker_class": "gthread", "nginx_lb_keepalive": 32},
+    "gthread": {"flask_app_worker_class": "gthread"},
+    "lb-keepalive-32": {"nginx_lb_keepalive": 32},
+    "workers-2": {"flask_app_workers": 2},
     "request-log": {"flask_app_request_log": True},
-    "sync": {"flask_app_worker_class": "sync", "flask_app_threads": 1},
-    "workers-2-threads-8": {"flask_app_workers": 2, "flask_app_threads": 8},
-    "max-requests-0": {"flask_app_max_requests": 0},
-    "lb-keepalive-0": {"nginx_lb_keepalive": 0},
 }
 
 
@@ -263,7 +264,10 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
         else:
             tear_down_all([lab])
 
-    report["summary"] = {key: reporting.summarise_runs(setup["runs"]) for key, setup in report["setups"].items()}
+    report["summary"] = {
+        key: reporting.summarise_runs(setup["runs"], mode["load"].connections)
+        for key, setup in report["setups"].items()
+    }
     report["targets"] = reporting.evaluate_targets(report["summary"], report["setups"], deploys)
 
 
@@ -300,7 +304,10 @@ def compare_variants(results_dir: Path, keep: bool, report: dict) -> None:
     finally:
         if not keep:
             tear_down_all(list(labs.values()))
-    report["summary"] = {key: reporting.summarise_runs(setup["runs"]) for key, setup in report["setups"].items()}
+    report["summary"] = {
+        key: reporting.summarise_runs(setup["runs"], mode["load"].connections)
+        for key, setup in report["setups"].items()
+    }
     report["baseline"] = "default"
     report["variants"] = {name: [f"-e {k}={v}" for k, v in extra.items()] for name, extra in VARIANTS.items()}
 

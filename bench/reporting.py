@@ -11,14 +11,27 @@ def spread(values: list[float]) -> dict:
     return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
-def summarise_runs(runs: list[dict]) -> dict:
-    """Median, min and max of the measured (non-warm-up) runs of one setup."""
+def mean_latency_ms(connections: int, requests_per_s: float) -> float:
+    """Little's law for wrk's closed loop: every connection always has one request out."""
+    return connections / requests_per_s * 1000
+
+
+def summarise_runs(runs: list[dict], connections: int) -> dict:
+    """Median, min and max of the measured (non-warm-up) runs of one setup.
+
+    p99_over_mean is how far the slowest 1% sit from the mean, which Little's
+    law fixes at connections / throughput: 1.0 would mean every request
+    waited exactly as long as every other.
+    """
     measured = [run for run in runs if not run["warmup"]]
     return {
         "runs": len(measured),
         "requests_per_s": spread([run["requests_per_s"] for run in measured]),
         "p50_ms": spread([run["latency_ms"]["p50"] for run in measured]),
         "p99_ms": spread([run["latency_ms"]["p99"] for run in measured]),
+        "p99_over_mean": spread(
+            [run["latency_ms"]["p99"] / mean_latency_ms(connections, run["requests_per_s"]) for run in measured]
+        ),
         "non_2xx": sum(run["non_2xx"] for run in measured),
         "socket_errors": sum(sum(run["socket_errors"].values()) for run in measured),
         "warmup_errors": sum(run["non_2xx"] + sum(run["socket_errors"].values()) for run in runs if run["warmup"]),
@@ -144,8 +157,8 @@ def load_table(setups: dict, summary: dict, baseline: str | None = None) -> list
     ratio_header = f" | req/s vs {baseline}, per-round median (min-max) | p99 vs {baseline}" if baseline else ""
     lines = [
         f"| Setup | What | req/s median (min-max) | p50 ms median (min-max) | p99 ms median (min-max) "
-        f"| errors | non-2xx | runs{ratio_header} |",
-        "|---|---|---|---|---|---|---|---|" + ("---|---|" if baseline else ""),
+        f"| p99 / mean | errors | non-2xx | runs{ratio_header} |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if baseline else ""),
     ]
     for key, setup in setups.items():
         figures = summary[key]
@@ -157,7 +170,8 @@ def load_table(setups: dict, summary: dict, baseline: str | None = None) -> list
             ratio = f" | {_cell(spread(by_rps), 2)} | {_cell(spread(by_p99), 2)}"
         lines.append(
             f"| {key} | {setup['title']} | {_cell(figures['requests_per_s'], 0)} | {_cell(figures['p50_ms'], 1)} "
-            f"| {_cell(figures['p99_ms'], 1)} | {figures['socket_errors']} | {figures['non_2xx']} "
+            f"| {_cell(figures['p99_ms'], 1)} | {_cell(figures['p99_over_mean'], 2)} "
+            f"| {figures['socket_errors']} | {figures['non_2xx']} "
             f"| {figures['runs']}{ratio} |"
         )
     return lines

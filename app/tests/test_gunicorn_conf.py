@@ -100,8 +100,8 @@ def test_defaults(evaluate):
     assert evaluation.settings | {"access_log_format": None, "worker_tmp_dir": None} == {
         "bind": ["0.0.0.0:8080"],
         "workers": 2 * cores + 1,
-        "worker_class": "gthread",
-        "threads": 2,
+        "worker_class": "sync",
+        "threads": 1,
         "timeout": 30,
         "graceful_timeout": 20,
         "keepalive": 75,
@@ -133,8 +133,8 @@ def test_environment_overrides_every_setting(evaluate):
     settings = evaluate(
         HELLO_SERVICE_BIND="127.0.0.1:9000, unix:/run/hello.sock",
         HELLO_SERVICE_WORKERS="3",
-        HELLO_SERVICE_WORKER_CLASS="sync",
-        HELLO_SERVICE_THREADS="1",
+        HELLO_SERVICE_WORKER_CLASS="gthread",
+        HELLO_SERVICE_THREADS="4",
         HELLO_SERVICE_TIMEOUT="10",
         HELLO_SERVICE_GRACEFUL_TIMEOUT="5",
         HELLO_SERVICE_KEEPALIVE="90",
@@ -145,7 +145,7 @@ def test_environment_overrides_every_setting(evaluate):
         HELLO_SERVICE_LOG_LEVEL="WARNING",
     ).settings
     assert settings["bind"] == ["127.0.0.1:9000", "unix:/run/hello.sock"]
-    assert (settings["workers"], settings["worker_class"], settings["threads"]) == (3, "sync", 1)
+    assert (settings["workers"], settings["worker_class"], settings["threads"]) == (3, "gthread", 4)
     assert (settings["timeout"], settings["graceful_timeout"], settings["keepalive"]) == (10, 5, 90)
     assert (settings["max_requests"], settings["max_requests_jitter"]) == (500, 7)
     assert settings["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6"
@@ -156,8 +156,8 @@ def test_jitter_defaults_to_a_tenth_of_max_requests(evaluate):
     assert evaluate(HELLO_SERVICE_MAX_REQUESTS="2000").settings["max_requests_jitter"] == 200
 
 
-def test_sync_workers_default_to_one_thread(evaluate):
-    assert evaluate(HELLO_SERVICE_WORKER_CLASS="sync").settings["threads"] == 1
+def test_gthread_workers_default_to_two_threads(evaluate):
+    assert evaluate(HELLO_SERVICE_WORKER_CLASS="gthread").settings["threads"] == 2
 
 
 def test_sync_workers_with_threads_are_refused(evaluate):

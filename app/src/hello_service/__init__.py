@@ -16,7 +16,7 @@ from .json_logging import configure_json_logging
 from .request_log import RequestIdFilter, init_request_logging
 from .views import bp as service_blueprint
 
-__version__ = "1.1.0"
+__version__ = "1.2.0"
 __all__ = ["ConfigError", "create_app"]
 
 # /echo is only for load tests; anything bigger than this is refused with 413.

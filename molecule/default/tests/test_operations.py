@@ -52,6 +52,8 @@ def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
 BAD_INPUTS = {
     "port out of range": ({}, ["-e", "flask_app_port=70000"], "flask_app_port must be within 1-65535, got 70000"),
     "unknown balancing method": ({}, ["-e", "nginx_lb_balance_method=fastest"], "nginx_lb_balance_method"),
+    "threads with sync workers": ({}, ["-e", "flask_app_threads=4"],
+                                  "flask_app_threads must be 0 or 1 with flask_app_worker_class sync"),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }
