@@ -370,10 +370,12 @@ def main() -> int:
     }
     step(f"Benchmark ({mode_name}); results in {results_dir}")
     try:
-        if mode_name == "variants":
-            compare_variants(results_dir, args.keep, report)
-        else:
-            benchmark(mode_name, results_dir, args.keep, report)
+        with loadgen.client_ports_reusable() as tw_reuse:
+            report["meta"]["tcp_tw_reuse"] = tw_reuse
+            if mode_name == "variants":
+                compare_variants(results_dir, args.keep, report)
+            else:
+                benchmark(mode_name, results_dir, args.keep, report)
     except (StepFailed, Interrupted, KeyboardInterrupt, subprocess.SubprocessError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         print(f"INVALID: the benchmark did not complete; logs in {results_dir / 'logs'}", file=sys.stderr)

@@ -231,7 +231,8 @@ def markdown(report: dict) -> str:
         f"- Command: `{meta['command']}` ({meta['duration_s']:.0f}s in all)",
         f"- Load: `wrk -t{load['threads']} -c{load['connections']} -d{load['seconds']}s` per run, "
         f"setups interleaved ({' '.join(report['setups'])} per round), {load['warmup_rounds']} warm-up round(s) "
-        f"of {load['warmup_seconds']}s, {load['measured_rounds']} measured round(s); wrk {meta['wrk_version']}",
+        f"of {load['warmup_seconds']}s, {load['measured_rounds']} measured round(s); wrk {meta['wrk_version']}; "
+        f"wrk's net.ipv4.tcp_tw_reuse: {meta.get('tcp_tw_reuse', 'not recorded')}",
         "",
         "## Load",
         "",
