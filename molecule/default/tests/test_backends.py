@@ -93,6 +93,15 @@ def test_service_user_has_no_login_shell(host):
     assert host.user(SERVICE).shell == "/usr/sbin/nologin"
 
 
+def test_workers_close_each_connection_after_their_answer(host):
+    # sync workers: a worker takes the next connection only when it is free,
+    # so waiting requests queue in the listen socket, first come first served.
+    header = host.check_output(
+        "python3 -c \"import http.client; c = http.client.HTTPConnection('127.0.0.1', 8080);"
+        " c.request('GET', '/requestme'); print(c.getresponse().getheader('Connection'))\"")
+    assert header == "close"
+
+
 def test_health_reports_the_current_release(host):
     release = host.file(f"/opt/{SERVICE}/current").linked_to.rsplit("/", 1)[1]
     answer = healthz(host)
