@@ -69,6 +69,7 @@ VARIANTS = {
     "gthread": {"flask_app_worker_class": "gthread"},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
     "workers-2": {"flask_app_workers": 2},
+    "least-conn": {"nginx_lb_balance_method": "least_conn"},
     "request-log": {"flask_app_request_log": True},
 }
 
