@@ -210,7 +210,7 @@ workers = _integer("WORKERS", 2 * _usable_cpu_count() + 1, minimum=1)
 # busy and keeps serving every connection it accepted, so requests queue
 # behind one busy worker while another idles. docs/benchmark.md measures
 # gthread with upstream keep-alive at about 3 times sync's 99th percentile
-# latency, for about 15% more requests/s on cores the load balancer shares.
+# latency, for 14% more requests/s on cores the load balancer shares.
 # gthread remains the choice for requests that wait on I/O for long.
 worker_class = _choice("WORKER_CLASS", "sync", WORKER_CLASSES)
 

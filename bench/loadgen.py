@@ -40,25 +40,29 @@ def client_ports_reusable() -> Iterator[str]:
     try:
         previous = TCP_TW_REUSE.read_text().strip()
     except OSError as error:
-        yield f"unknown ({error.strerror})"
-        return
-    if previous == "1":
-        yield "1"
-        return
-    try:
-        TCP_TW_REUSE.write_text("1")
-    except OSError as error:
-        info(
-            f"WARNING: cannot set net.ipv4.tcp_tw_reuse=1 ({error.strerror}); A and D, whose servers close "
-            "every connection, will be limited by wrk's local ports, not by the setup"
-        )
-        yield f"{previous} (setting 1 failed: {error.strerror}; A and D are limited by wrk's local ports)"
+        previous, problem = None, f"unknown ({error.strerror})"
+    else:
+        problem = None
+        if previous != "1":
+            try:
+                TCP_TW_REUSE.write_text("1")
+            except OSError as error:
+                problem = f"{previous} (setting 1 failed: {error.strerror}; A and D are limited by wrk's local ports)"
+                info(
+                    f"WARNING: cannot set net.ipv4.tcp_tw_reuse=1 ({error.strerror}); A and D, whose servers "
+                    "close every connection, will be limited by wrk's local ports, not by the setup"
+                )
+    if problem or previous == "1":
+        yield problem or "1"
         return
     info(f"net.ipv4.tcp_tw_reuse set to 1 for the run (was {previous}; restored afterwards)")
     try:
         yield f"1 for the run (was {previous}, restored afterwards)"
     finally:
-        TCP_TW_REUSE.write_text(previous)
+        try:
+            TCP_TW_REUSE.write_text(previous)
+        except OSError as error:
+            info(f"WARNING: could not restore net.ipv4.tcp_tw_reuse={previous}: {error.strerror}")
 
 
 @dataclass(frozen=True)

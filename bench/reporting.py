@@ -24,14 +24,18 @@ def summarise_runs(runs: list[dict], connections: int) -> dict:
     waited exactly as long as every other.
     """
     measured = [run for run in runs if not run["warmup"]]
+    # A run that completed no request has no mean; the verdict reports it as invalid.
+    tail_ratios = [
+        run["latency_ms"]["p99"] / mean_latency_ms(connections, run["requests_per_s"])
+        for run in measured
+        if run["requests_per_s"] > 0
+    ]
     return {
         "runs": len(measured),
         "requests_per_s": spread([run["requests_per_s"] for run in measured]),
         "p50_ms": spread([run["latency_ms"]["p50"] for run in measured]),
         "p99_ms": spread([run["latency_ms"]["p99"] for run in measured]),
-        "p99_over_mean": spread(
-            [run["latency_ms"]["p99"] / mean_latency_ms(connections, run["requests_per_s"]) for run in measured]
-        ),
+        "p99_over_mean": spread(tail_ratios) if tail_ratios else None,
         "non_2xx": sum(run["non_2xx"] for run in measured),
         "socket_errors": sum(sum(run["socket_errors"].values()) for run in measured),
         "warmup_errors": sum(run["non_2xx"] + sum(run["socket_errors"].values()) for run in runs if run["warmup"]),
@@ -170,7 +174,7 @@ def load_table(setups: dict, summary: dict, baseline: str | None = None) -> list
             ratio = f" | {_cell(spread(by_rps), 2)} | {_cell(spread(by_p99), 2)}"
         lines.append(
             f"| {key} | {setup['title']} | {_cell(figures['requests_per_s'], 0)} | {_cell(figures['p50_ms'], 1)} "
-            f"| {_cell(figures['p99_ms'], 1)} | {_cell(figures['p99_over_mean'], 2)} "
+            f"| {_cell(figures['p99_ms'], 1)} | {_cell(figures['p99_over_mean'], 2) if figures['p99_over_mean'] else '-'} "
             f"| {figures['socket_errors']} | {figures['non_2xx']} "
             f"| {figures['runs']}{ratio} |"
         )
