@@ -2,7 +2,8 @@
 
     bench/run              full run: setups A-E interleaved, deploy timings with 2, 4, 8 backends
     bench/run --smoke      one short run per setup, deploy timings with 2 backends (part of `make test`)
-    bench/run --variants   variants of setup C (Gunicorn and nginx inputs), interleaved
+    bench/run --variants   variants of setup C (Gunicorn and nginx inputs), interleaved with A and B
+    bench/run --variants --only least-conn,workers-2   some variants only (fewer labs, a quieter machine)
     bench/run --keep       leave the containers running afterwards (for a look around)
 
 Everything runs on this machine, in containers on Docker networks this
@@ -187,11 +188,12 @@ def prepare_lab(lab: Lab) -> None:
     lab.forget_cached_facts()
 
 
-def labs_of_mode(mode_name: str, results_dir: Path) -> list[Lab]:
+def labs_of_mode(mode_name: str, results_dir: Path, variants: list[str] | None = None) -> list[Lab]:
+    """The labs a mode creates; in variants mode, one per variant named (all by default)."""
     if mode_name == "variants":
         return [
-            Lab(name=f"var-{name}", backends=2, results_dir=results_dir, extra_vars=extra)
-            for name, extra in VARIANTS.items()
+            Lab(name=f"var-{name}", backends=2, results_dir=results_dir, extra_vars=VARIANTS[name])
+            for name in variants or VARIANTS
         ]
     return [Lab(name="main" if mode_name == "full" else "smoke", backends=2, results_dir=results_dir)]
 
@@ -212,20 +214,16 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
         deploys["rerun-2"] = [lab.deploy(f"re-run {n + 1}").as_dict() for n in range(mode["reruns"])]
 
         targets = {
-            "A": f"http://{original_stack.address('original-a', lab.network)}:"
-            f"{original_stack.SAMPLE_PORT}{loadgen.PATH}",
-            "B": f"http://{original_stack.address('original-lb', lab.network)}{loadgen.PATH}",
+            "A": original_stack.url("A", lab.network, loadgen.PATH),
+            "B": original_stack.url("B", lab.network, loadgen.PATH),
             "C": f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}",
             "D": f"http://{lab.address(lab.backend_host(1))}:{BACKEND_PORT}{loadgen.PATH}",
-            "E": f"http://{original_stack.address('ceiling', lab.network)}{loadgen.PATH}",
+            "E": original_stack.url("E", lab.network, loadgen.PATH),
         }
         titles = {
-            "A": "original app.py, Flask dev server (debug on), 1 container",
-            "B": "original recipe: nginx (plain) + 2 x gunicorn -w 4",
             "C": "our stack: site.yml defaults, LB + 2 backends",
             "D": "one of our backends directly (no LB)",
-            "E": "nginx returns the JSON itself (ceiling)",
-        }
+        } | {key: original_stack.SETUPS[key]["title"] for key in ("A", "B", "E")}
         for url in targets.values():
             loadgen.wait_until_serving(url)
         check_serving(targets)
@@ -234,14 +232,10 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
             f"Load: {' '.join(targets)} interleaved, {mode['warmup_rounds']} warm-up + "
             f"{mode['measured_rounds']} measured round(s) of {mode['load'].seconds}s"
         )
-        original = original_stack.container_name
         parts = {
-            "A": {"app": [original("original-a")]},
-            "B": {"load balancer": [original("original-lb")], "backends": [original(f"original-b{n}") for n in (1, 2)]},
             "C": lab.cpu_parts,
             "D": {"backends": [lab.container(lab.backend_host(1))]},
-            "E": {"load balancer": [original("ceiling")]},
-        }
+        } | {key: original_stack.cpu_parts(key) for key in ("A", "B", "E")}
         runs = interleaved_rounds(targets, mode, parts)
         check_serving(targets)
         report["setups"] = {key: {"title": titles[key], "url": url, "runs": runs[key]} for key, url in targets.items()}
@@ -265,52 +259,49 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
         else:
             tear_down_all([lab])
 
-    report["summary"] = {
-        key: reporting.summarise_runs(setup["runs"], mode["load"].connections)
-        for key, setup in report["setups"].items()
-    }
-    report["targets"] = reporting.evaluate_targets(report["summary"], report["setups"], deploys)
 
-
-def compare_variants(results_dir: Path, keep: bool, report: dict) -> None:
+def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[str]) -> None:
+    """The variants NAMES of C in the same rounds as A and B, so that each variant's targets are one run's ratios."""
     mode = MODES["variants"]
-    labs = dict(zip(VARIANTS, labs_of_mode("variants", results_dir), strict=True))
+    labs = dict(zip(names, labs_of_mode("variants", results_dir, names), strict=True))
+    # A and B join the default variant's network; its teardown removes them.
+    host_lab = labs["default"]
     try:
-        step(f"Creating {len(labs)} labs, one per variant of setup C")
+        step(f"Creating {len(labs)} labs, one per variant of setup C, and the original's A and B")
         for lab in labs.values():
             prepare_lab(lab)
             lab.create_containers()
+        original_stack.ensure_image(host_lab.log_dir)
+        original_stack.start(host_lab.network, owner=host_lab.network)
         step("Deploying each variant with site.yml (two at a time)")
         # Two at a time: the deploys are mostly waiting on docker exec round trips.
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(lambda lab: lab.deploy("converge"), labs.values()))
-        targets = {name: f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}" for name, lab in labs.items()}
+        references = ("A", "B")
+        targets = {key: original_stack.url(key, host_lab.network, loadgen.PATH) for key in references} | {
+            name: f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}" for name, lab in labs.items()
+        }
         for url in targets.values():
             loadgen.wait_until_serving(url)
         check_serving(targets)
         step(
-            f"Load: {len(targets)} variants interleaved, {mode['warmup_rounds']} warm-up + "
+            f"Load: A, B and {len(labs)} variants interleaved, {mode['warmup_rounds']} warm-up + "
             f"{mode['measured_rounds']} measured rounds of {mode['load'].seconds}s"
         )
-        runs = interleaved_rounds(targets, mode, {name: lab.cpu_parts for name, lab in labs.items()})
-        check_serving(targets)
-        report["setups"] = {
-            name: {
-                "title": " ".join(f"{k}={v}" for k, v in VARIANTS[name].items()) or "role defaults",
-                "url": targets[name],
-                "runs": runs[name],
-            }
-            for name in labs
+        parts = {key: original_stack.cpu_parts(key) for key in references} | {
+            name: lab.cpu_parts for name, lab in labs.items()
         }
+        runs = interleaved_rounds(targets, mode, parts)
+        check_serving(targets)
+        titles = {key: original_stack.SETUPS[key]["title"] for key in references} | {
+            name: " ".join(f"{k}={v}" for k, v in VARIANTS[name].items()) or "role defaults" for name in labs
+        }
+        report["setups"] = {key: {"title": titles[key], "url": url, "runs": runs[key]} for key, url in targets.items()}
     finally:
         if not keep:
             tear_down_all(list(labs.values()))
-    report["summary"] = {
-        key: reporting.summarise_runs(setup["runs"], mode["load"].connections)
-        for key, setup in report["setups"].items()
-    }
     report["baseline"] = "default"
-    report["variants"] = {name: [f"-e {k}={v}" for k, v in extra.items()] for name, extra in VARIANTS.items()}
+    report["variants"] = {name: [f"-e {k}={v}" for k, v in VARIANTS[name].items()] for name in names}
 
 
 def main() -> int:
@@ -318,6 +309,11 @@ def main() -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--smoke", action="store_true", help="one short run per setup; fails loudly on any error")
     group.add_argument("--variants", action="store_true", help="compare variants of setup C instead")
+    parser.add_argument(
+        "--only",
+        metavar="NAME,...",
+        help=f"with --variants: measure only these variants (always with default); known: {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the containers running at the end")
     parser.add_argument("--runs", type=int, help="measured rounds (default: 5, smoke 1)")
     parser.add_argument("--duration", type=int, help="seconds per wrk run (default: 10, smoke 2)")
@@ -329,6 +325,17 @@ def main() -> int:
     args = parser.parse_args()
 
     mode_name = "smoke" if args.smoke else "variants" if args.variants else "full"
+    variants = list(VARIANTS)
+    if args.only is not None:
+        chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+        unknown = [name for name in chosen if name not in VARIANTS]
+        if not args.variants or unknown or not chosen:
+            parser.error(
+                f"--only {args.only!r}: expected --variants and names from {', '.join(VARIANTS)}"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        # The default is every other variant's baseline.
+        variants = [name for name in VARIANTS if name == "default" or name in chosen]
     if args.teardown:
         try:
             tear_down_all(labs_of_mode(mode_name, PROJECT_ROOT / "results" / "bench-teardown"))
@@ -374,7 +381,7 @@ def main() -> int:
         with loadgen.client_ports_reusable() as tw_reuse:
             report["meta"]["tcp_tw_reuse"] = tw_reuse
             if mode_name == "variants":
-                compare_variants(results_dir, args.keep, report)
+                compare_variants(results_dir, args.keep, report, variants)
             else:
                 benchmark(mode_name, results_dir, args.keep, report)
     except (StepFailed, Interrupted, KeyboardInterrupt, subprocess.SubprocessError) as error:
@@ -382,6 +389,15 @@ def main() -> int:
         print(f"INVALID: the benchmark did not complete; logs in {results_dir / 'logs'}", file=sys.stderr)
         return 1
 
+    report["summary"] = {
+        key: reporting.summarise_runs(setup["runs"], load.connections) for key, setup in report["setups"].items()
+    }
+    if mode_name == "variants":
+        report["variant_targets"] = {
+            name: reporting.load_targets(report["summary"], report["setups"], ours=name) for name in variants
+        }
+    else:
+        report["targets"] = reporting.evaluate_targets(report["summary"], report["setups"], report["deploys"])
     report["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     report["meta"]["load_average_at_end"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
     reasons = validity(report["summary"], report.get("deploys", {}))

@@ -101,6 +101,36 @@ def container_name(name: str) -> str:
     return f"hello-bench-{name}"
 
 
+# The setups these containers make: what each is, the container that takes the
+# load and on which port, and the containers of each part (for bench/cpu.py).
+SETUPS = {
+    "A": {
+        "title": "original app.py, Flask dev server (debug on), 1 container",
+        "entry": ("original-a", SAMPLE_PORT),
+        "parts": {"app": ["original-a"]},
+    },
+    "B": {
+        "title": "original recipe: nginx (plain) + 2 x gunicorn -w 4",
+        "entry": ("original-lb", 80),
+        "parts": {"load balancer": ["original-lb"], "backends": ["original-b1", "original-b2"]},
+    },
+    "E": {
+        "title": "nginx returns the JSON itself (ceiling)",
+        "entry": ("ceiling", 80),
+        "parts": {"load balancer": ["ceiling"]},
+    },
+}
+
+
+def url(setup: str, network: str, path: str) -> str:
+    name, port = SETUPS[setup]["entry"]
+    return f"http://{address(name, network)}:{port}{path}"
+
+
+def cpu_parts(setup: str) -> dict[str, list[str]]:
+    return {part: [container_name(name) for name in names] for part, names in SETUPS[setup]["parts"].items()}
+
+
 def start(network: str, owner: str) -> None:
     """Start every container on NETWORK, labelled with OWNER (the bench lab's network)."""
     for name, spec in CONTAINERS.items():
