@@ -4,6 +4,7 @@
     bench/run --smoke      one short run per setup, deploy timings with 2 backends (part of `make test`)
     bench/run --variants   variants of setup C (Gunicorn and nginx inputs), interleaved with A and B
     bench/run --variants --only least-conn,workers-2   some variants only (fewer labs, a quieter machine)
+    bench/run --soak       the load balancer's ports under 90 s of load: the kernel's default, then the role's
     bench/run --keep       leave the containers running afterwards (for a look around)
 
 Everything runs on this machine, in containers on Docker networks this
@@ -27,6 +28,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import yaml  # ansible-core's dependency, so in the project venv
 
 import loadgen
 import original_stack
@@ -60,7 +63,19 @@ MODES = {
         "warmup_seconds": 5,
         "measured_rounds": 5,
     },
+    # Consecutive slices of load on C, with the LB's TIME_WAIT sockets counted after each.
+    "soak": {
+        "load": loadgen.Load(threads=2, connections=32, seconds=10),
+        "warmup_rounds": 0,
+        "warmup_seconds": 0,
+        "measured_rounds": 9,
+    },
 }
+# The kernel setting the soak compares, and where its role default lives.
+SOAK_SYSCTL = "net.ipv4.tcp_tw_reuse"
+NGINX_LB_DEFAULTS = PROJECT_ROOT / "roles" / "nginx_lb" / "defaults" / "main.yml"
+# TIME_WAIT lasts 60 s on Linux; a phase starts only once the previous one's have expired.
+TIME_WAIT_DRAIN_SECONDS = 90
 
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
 VARIANTS = {
@@ -195,7 +210,7 @@ def labs_of_mode(mode_name: str, results_dir: Path, variants: list[str] | None =
             Lab(name=f"var-{name}", backends=2, results_dir=results_dir, extra_vars=VARIANTS[name])
             for name in variants or VARIANTS
         ]
-    return [Lab(name="main" if mode_name == "full" else "smoke", backends=2, results_dir=results_dir)]
+    return [Lab(name={"full": "main"}.get(mode_name, mode_name), backends=2, results_dir=results_dir)]
 
 
 def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> None:
@@ -304,11 +319,79 @@ def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[st
     report["variants"] = {name: [f"-e {k}={v}" for k, v in VARIANTS[name].items()] for name in names}
 
 
+def wait_for_time_wait_to_expire(lab: Lab) -> None:
+    deadline = time.monotonic() + TIME_WAIT_DRAIN_SECONDS
+    while (left := lab.time_wait_sockets(lab.lb_host)) > 0:
+        if time.monotonic() > deadline:
+            raise StepFailed(f"{lab.lb_host} still holds {left} TIME_WAIT sockets after {TIME_WAIT_DRAIN_SECONDS}s")
+        time.sleep(5)
+
+
+def soak(results_dir: Path, keep: bool, report: dict) -> None:
+    """Sustained load on C with the kernel's default tcp_tw_reuse on the LB, then with nginx_lb_sysctl's value.
+
+    Without upstream keepalive the load balancer opens a connection to a
+    backend for every request and closes about half of them first; each of
+    those keeps its local port in TIME_WAIT for 60 s. The containers' own
+    /proc/sys is read-only (the role leaves it alone there), so the setting
+    the role writes on a real host is applied from this machine instead.
+    """
+    mode = MODES["soak"]
+    (lab,) = labs_of_mode("soak", results_dir)
+    role_value = str(yaml.safe_load(NGINX_LB_DEFAULTS.read_text())["nginx_lb_sysctl"][SOAK_SYSCTL])
+    try:
+        step(f"Preparing the soak lab {lab.network} (LB + 2 backends) with site.yml")
+        prepare_lab(lab)
+        lab.create_containers()
+        lab.deploy("converge")
+        url = f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}"
+        loadgen.wait_until_serving(url)
+        check_serving({"C": url})
+        kernel_value = lab.sysctl(lab.lb_host, SOAK_SYSCTL)
+        if kernel_value == role_value:
+            raise StepFailed(f"{SOAK_SYSCTL} is already {role_value} in a new container here: nothing to compare")
+        phases = {
+            f"tw_reuse={kernel_value}": (kernel_value, f"C, the LB with the kernel's default {SOAK_SYSCTL}"),
+            f"tw_reuse={role_value}": (role_value, f"C, the LB with nginx_lb_sysctl's {SOAK_SYSCTL}"),
+        }
+        report["setups"] = {}
+        for key, (value, title) in phases.items():
+            step(f"{key}: waiting for the LB's TIME_WAIT sockets to expire, then {mode['measured_rounds']} x "
+                 f"{mode['load'].seconds}s of load")
+            wait_for_time_wait_to_expire(lab)
+            lab.sysctl(lab.lb_host, SOAK_SYSCTL, value)
+            runs = []
+            for number in range(mode["measured_rounds"]):
+                result = loadgen.run_wrk(url, mode["load"])
+                result.update(round=number, warmup=False, lb_time_wait=lab.time_wait_sockets(lab.lb_host))
+                runs.append(result)
+                info(
+                    f"{key} slice {number + 1}: {result['requests_per_s']:.0f}/s, "
+                    f"p99 {result['latency_ms']['p99']:.1f}ms, LB TIME_WAIT {result['lb_time_wait']}"
+                    + ("" if loadgen.is_clean(result) else " ERRORS")
+                )
+            check_serving({key: url})
+            report["setups"][key] = {"title": title, "url": url, "runs": runs}
+        report["soak"] = {
+            "sysctl": SOAK_SYSCTL,
+            "kernel_default": kernel_value,
+            "role_value": role_value,
+            # Errors with the kernel's default are what the soak looks for, not a broken run.
+            "findings_only": [f"tw_reuse={kernel_value}"],
+        }
+    finally:
+        if not keep:
+            tear_down_all([lab])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--smoke", action="store_true", help="one short run per setup; fails loudly on any error")
     group.add_argument("--variants", action="store_true", help="compare variants of setup C instead")
+    group.add_argument(
+        "--soak", action="store_true", help="90 s of load on C: the LB's ports with and without nginx_lb_sysctl"
+    )
     parser.add_argument(
         "--only",
         metavar="NAME,...",
@@ -324,7 +407,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    mode_name = "smoke" if args.smoke else "variants" if args.variants else "full"
+    mode_name = "smoke" if args.smoke else "variants" if args.variants else "soak" if args.soak else "full"
     variants = list(VARIANTS)
     if args.only is not None:
         chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -363,6 +446,7 @@ def main() -> int:
             "full": "our stack vs the original recipe",
             "smoke": "smoke run (not representative)",
             "variants": "variants of setup C (our stack)",
+            "soak": "the load balancer's ports under sustained load",
         }[mode_name],
         "mode": mode_name,
         "meta": machine_facts(command),
@@ -382,6 +466,8 @@ def main() -> int:
             report["meta"]["tcp_tw_reuse"] = tw_reuse
             if mode_name == "variants":
                 compare_variants(results_dir, args.keep, report, variants)
+            elif mode_name == "soak":
+                soak(results_dir, args.keep, report)
             else:
                 benchmark(mode_name, results_dir, args.keep, report)
     except (StepFailed, Interrupted, KeyboardInterrupt, subprocess.SubprocessError) as error:
@@ -396,13 +482,15 @@ def main() -> int:
         report["variant_targets"] = {
             name: reporting.load_targets(report["summary"], report["setups"], ours=name) for name in variants
         }
-    else:
+    elif mode_name != "soak":
         report["targets"] = reporting.evaluate_targets(report["summary"], report["setups"], report["deploys"])
     report["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     report["meta"]["load_average_at_end"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    reasons = validity(report["summary"], report.get("deploys", {}))
+    findings_only = report.get("soak", {}).get("findings_only", [])
+    checked = {key: figures for key, figures in report["summary"].items() if key not in findings_only}
+    reasons = validity(checked, report.get("deploys", {}))
     report["valid"], report["invalid_reasons"] = not reasons, reasons
-    written = reporting.write_outputs(report, results_dir, chart=mode_name != "smoke")
+    written = reporting.write_outputs(report, results_dir, chart=mode_name in ("full", "variants"))
     print()
     print(reporting.markdown(report))
     step("Wrote " + ", ".join(str(path.relative_to(PROJECT_ROOT)) for path in written))

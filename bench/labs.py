@@ -145,6 +145,25 @@ class Lab:
             self.write_inventory()
         self._playbook(f"{self.name}-remove", "playbooks/lab.yml", {"lab_state": "absent"})
 
+    def in_network_namespace(self, host: str, argv: list[str]) -> str:
+        """Run ARGV from this machine inside HOST's network namespace; return its output.
+
+        A container's /proc/sys is read-only, so this is how the bench sets a
+        kernel setting there that the role writes on a real host.
+        """
+        pid = run(["docker", "inspect", "-f", "{{.State.Pid}}", self.container(host)]).stdout.strip()
+        return run(["nsenter", f"--net=/proc/{pid}/ns/net", *argv]).stdout
+
+    def sysctl(self, host: str, key: str, value: str | None = None) -> str:
+        """HOST's value of the per-namespace kernel setting KEY, after setting it to VALUE if given."""
+        if value is not None:
+            self.in_network_namespace(host, ["sysctl", "--quiet", "--write", f"{key}={value}"])
+        return self.in_network_namespace(host, ["sysctl", "--values", key]).strip()
+
+    def time_wait_sockets(self, host: str) -> int:
+        """How many TCP sockets HOST holds in TIME_WAIT (each keeps its local port for 60 s)."""
+        return len(self.in_network_namespace(host, ["ss", "--no-header", "--tcp", "state", "time-wait"]).splitlines())
+
     def address(self, host: str) -> str:
         """The container's address on the lab network (load goes there, no published port)."""
         result = run(

@@ -234,6 +234,36 @@ def variant_target_table(variant_targets: dict) -> list[str]:
     return lines
 
 
+def soak_table(setups: dict) -> list[str]:
+    """One row per slice of load, the phases side by side, then each phase's worst slice against its first."""
+    keys = list(setups)
+    columns = [f"{key} {column}" for key in keys for column in ("req/s", "p99 ms", "LB TIME_WAIT", "errors")]
+    lines = ["| Slice | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for number in range(max(len(setup["runs"]) for setup in setups.values())):
+        cells = []
+        for key in keys:
+            runs = setups[key]["runs"]
+            if number >= len(runs):
+                cells.append("- | - | - | -")
+                continue
+            run = runs[number]
+            errors = run["non_2xx"] + sum(run["socket_errors"].values())
+            cells.append(
+                f"{run['requests_per_s']:.0f} | {run['latency_ms']['p99']:.1f} | {run['lb_time_wait']} | {errors}"
+            )
+        lines.append(f"| {number + 1} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for key in keys:
+        rates = [run["requests_per_s"] for run in setups[key]["runs"]]
+        worst = min(range(len(rates)), key=rates.__getitem__)
+        lines.append(
+            f"- {key}: slowest slice {worst + 1} at {rates[worst]:.0f} req/s, "
+            f"{rates[worst] / rates[0]:.2f} of slice 1 ({rates[0]:.0f} req/s); "
+            f"most TIME_WAIT sockets on the LB: {max(run['lb_time_wait'] for run in setups[key]['runs'])}"
+        )
+    return lines
+
+
 def markdown(report: dict) -> str:
     meta, load = report["meta"], report["load"]
     lines = [
@@ -247,8 +277,13 @@ def markdown(report: dict) -> str:
         f"at end {meta.get('load_average_at_end', '?')}; {meta['other_containers']} other containers running",
         f"- Command: `{meta['command']}` ({meta['duration_s']:.0f}s in all)",
         f"- Load: `wrk -t{load['threads']} -c{load['connections']} -d{load['seconds']}s` per run, "
-        f"setups interleaved ({' '.join(report['setups'])} per round), {load['warmup_rounds']} warm-up round(s) "
-        f"of {load['warmup_seconds']}s, {load['measured_rounds']} measured round(s); wrk {meta['wrk_version']}; "
+        + (
+            f"{load['measured_rounds']} consecutive slices per phase, phases in turn ({', '.join(report['setups'])}); "
+            if report.get("soak")
+            else f"setups interleaved ({' '.join(report['setups'])} per round), {load['warmup_rounds']} warm-up "
+            f"round(s) of {load['warmup_seconds']}s, {load['measured_rounds']} measured round(s); "
+        )
+        + f"wrk {meta['wrk_version']}; "
         f"wrk's net.ipv4.tcp_tw_reuse: {meta.get('tcp_tw_reuse', 'not recorded')}",
         "",
         "## Load",
@@ -265,6 +300,15 @@ def markdown(report: dict) -> str:
             "Every setup shares the same cores, so requests/s follows from these figures.",
             "",
             *cpu,
+            "",
+        ]
+    if report.get("soak"):
+        soak = report["soak"]
+        lines += [
+            f"## Slices ({soak['sysctl']}: {soak['kernel_default']} is the kernel's default in a new network "
+            f"namespace, {soak['role_value']} is nginx_lb_sysctl's)",
+            "",
+            *soak_table(report["setups"]),
             "",
         ]
     if report.get("targets"):
