@@ -4,7 +4,7 @@
     bench/run --smoke      one short run per setup, deploy timings with 2 backends (part of `make test`)
     bench/run --variants   variants of setup C (Gunicorn and nginx inputs), interleaved with A and B
     bench/run --variants --only least-conn,workers-2   some variants only (fewer labs, a quieter machine)
-    bench/run --soak       the load balancer's ports under 90 s of load: the kernel's default, then the role's
+    bench/run --soak       the load balancer's ports under 9 x 10 s of load: the kernel's default, then the role's
     bench/run --keep       leave the containers running afterwards (for a look around)
 
 Everything runs on this machine, in containers on Docker networks this
@@ -22,6 +22,7 @@ import datetime
 import os
 import platform
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,11 +36,12 @@ import loadgen
 import original_stack
 import reporting
 from cpu import CpuMeter
-from labs import BACKEND_PORT, LB_PORT, Lab
+from labs import BACKEND_PORT, Lab
 from shell import PROJECT_ROOT, StepFailed, info, run, step
 
-# Per mode: wrk load, warm-up rounds and their length, measured rounds, and (not for
-# variants) the backend counts whose idempotent re-run is timed, and how many re-runs each.
+# Per mode: wrk load, warm-up rounds and their length, measured rounds (soak: slices
+# per phase), and (full and smoke only) the backend counts whose idempotent re-run
+# is timed, and how many re-runs each.
 MODES = {
     "full": {
         "load": loadgen.Load(threads=2, connections=32, seconds=10),
@@ -213,6 +215,18 @@ def labs_of_mode(mode_name: str, results_dir: Path, variants: list[str] | None =
     return [Lab(name={"full": "main"}.get(mode_name, mode_name), backends=2, results_dir=results_dir)]
 
 
+def keep_or_tear_down(labs: list[Lab], keep: bool) -> None:
+    if not keep:
+        tear_down_all(labs)
+        return
+    for lab in labs:
+        info(
+            f"--keep: {lab.network} stays; remove it with: bench/run --teardown and the same mode option, "
+            f"or ansible-playbook -i {lab.inventory_path} playbooks/lab.yml -e lab_state=absent "
+            f"(after docker rm -f on label {original_stack.LABEL}={lab.network})"
+        )
+
+
 def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> None:
     mode = MODES[mode_name]
     (lab,) = labs_of_mode(mode_name, results_dir)
@@ -231,7 +245,7 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
         targets = {
             "A": original_stack.url("A", lab.network, loadgen.PATH),
             "B": original_stack.url("B", lab.network, loadgen.PATH),
-            "C": f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}",
+            "C": lab.lb_url(loadgen.PATH),
             "D": f"http://{lab.address(lab.backend_host(1))}:{BACKEND_PORT}{loadgen.PATH}",
             "E": original_stack.url("E", lab.network, loadgen.PATH),
         }
@@ -265,14 +279,7 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
             ]
     finally:
         report["deploys"] = deploys
-        if keep:
-            info(
-                f"--keep: the lab stays; remove it with: ansible-playbook -i {lab.inventory_path} "
-                f"playbooks/lab.yml -e lab_state=absent (after docker rm -f on label "
-                f"{original_stack.LABEL}={lab.network})"
-            )
-        else:
-            tear_down_all([lab])
+        keep_or_tear_down([lab], keep)
 
 
 def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[str]) -> None:
@@ -281,20 +288,20 @@ def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[st
     labs = dict(zip(names, labs_of_mode("variants", results_dir, names), strict=True))
     # A and B join the default variant's network; its teardown removes them.
     host_lab = labs["default"]
+    references = ("A", "B")
     try:
         step(f"Creating {len(labs)} labs, one per variant of setup C, and the original's A and B")
         for lab in labs.values():
             prepare_lab(lab)
             lab.create_containers()
         original_stack.ensure_image(host_lab.log_dir)
-        original_stack.start(host_lab.network, owner=host_lab.network)
+        original_stack.start(host_lab.network, owner=host_lab.network, setups=references)
         step("Deploying each variant with site.yml (two at a time)")
         # Two at a time: the deploys are mostly waiting on docker exec round trips.
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(lambda lab: lab.deploy("converge"), labs.values()))
-        references = ("A", "B")
         targets = {key: original_stack.url(key, host_lab.network, loadgen.PATH) for key in references} | {
-            name: f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}" for name, lab in labs.items()
+            name: lab.lb_url(loadgen.PATH) for name, lab in labs.items()
         }
         for url in targets.values():
             loadgen.wait_until_serving(url)
@@ -313,8 +320,7 @@ def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[st
         }
         report["setups"] = {key: {"title": titles[key], "url": url, "runs": runs[key]} for key, url in targets.items()}
     finally:
-        if not keep:
-            tear_down_all(list(labs.values()))
+        keep_or_tear_down(list(labs.values()), keep)
     report["baseline"] = "default"
     report["variants"] = {name: [f"-e {k}={v}" for k, v in VARIANTS[name].items()] for name in names}
 
@@ -338,13 +344,19 @@ def soak(results_dir: Path, keep: bool, report: dict) -> None:
     """
     mode = MODES["soak"]
     (lab,) = labs_of_mode("soak", results_dir)
-    role_value = str(yaml.safe_load(NGINX_LB_DEFAULTS.read_text())["nginx_lb_sysctl"][SOAK_SYSCTL])
     try:
+        role_value = (yaml.safe_load(NGINX_LB_DEFAULTS.read_text()).get("nginx_lb_sysctl") or {}).get(SOAK_SYSCTL)
+        if role_value is None:
+            raise StepFailed(f"{NGINX_LB_DEFAULTS.relative_to(PROJECT_ROOT)} sets no {SOAK_SYSCTL}: nothing to compare")
+        role_value = str(role_value)
+        missing = [tool for tool in ("nsenter", "sysctl", "ss") if shutil.which(tool) is None]
+        if missing:
+            raise StepFailed(f"the soak needs {', '.join(missing)} on this machine (util-linux, procps, iproute2)")
         step(f"Preparing the soak lab {lab.network} (LB + 2 backends) with site.yml")
         prepare_lab(lab)
         lab.create_containers()
         lab.deploy("converge")
-        url = f"http://{lab.address(lab.lb_host)}:{LB_PORT}{loadgen.PATH}"
+        url = lab.lb_url(loadgen.PATH)
         loadgen.wait_until_serving(url)
         check_serving({"C": url})
         kernel_value = lab.sysctl(lab.lb_host, SOAK_SYSCTL)
@@ -377,11 +389,10 @@ def soak(results_dir: Path, keep: bool, report: dict) -> None:
             "kernel_default": kernel_value,
             "role_value": role_value,
             # Errors with the kernel's default are what the soak looks for, not a broken run.
-            "findings_only": [f"tw_reuse={kernel_value}"],
+            "findings_only": [next(iter(phases))],
         }
     finally:
-        if not keep:
-            tear_down_all([lab])
+        keep_or_tear_down([lab], keep)
 
 
 def main() -> int:
@@ -390,7 +401,7 @@ def main() -> int:
     group.add_argument("--smoke", action="store_true", help="one short run per setup; fails loudly on any error")
     group.add_argument("--variants", action="store_true", help="compare variants of setup C instead")
     group.add_argument(
-        "--soak", action="store_true", help="90 s of load on C: the LB's ports with and without nginx_lb_sysctl"
+        "--soak", action="store_true", help="9 x 10 s of load on C: the LB's ports with and without nginx_lb_sysctl"
     )
     parser.add_argument(
         "--only",
@@ -398,7 +409,7 @@ def main() -> int:
         help=f"with --variants: measure only these variants (always with default); known: {', '.join(VARIANTS)}",
     )
     parser.add_argument("--keep", action="store_true", help="leave the containers running at the end")
-    parser.add_argument("--runs", type=int, help="measured rounds (default: 5, smoke 1)")
+    parser.add_argument("--runs", type=int, help="measured rounds (default: 5, smoke 1; soak: slices per phase, 9)")
     parser.add_argument("--duration", type=int, help="seconds per wrk run (default: 10, smoke 2)")
     parser.add_argument(
         "--teardown",
@@ -445,7 +456,7 @@ def main() -> int:
         "title": {
             "full": "our stack vs the original recipe",
             "smoke": "smoke run (not representative)",
-            "variants": "variants of setup C (our stack)",
+            "variants": "variants of setup C (our stack), with A and B",
             "soak": "the load balancer's ports under sustained load",
         }[mode_name],
         "mode": mode_name,

@@ -145,6 +145,9 @@ class Lab:
             self.write_inventory()
         self._playbook(f"{self.name}-remove", "playbooks/lab.yml", {"lab_state": "absent"})
 
+    def lb_url(self, path: str) -> str:
+        return f"http://{self.address(self.lb_host)}:{LB_PORT}{path}"
+
     def in_network_namespace(self, host: str, argv: list[str]) -> str:
         """Run ARGV from this machine inside HOST's network namespace; return its output.
 

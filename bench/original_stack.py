@@ -131,9 +131,12 @@ def cpu_parts(setup: str) -> dict[str, list[str]]:
     return {part: [container_name(name) for name in names] for part, names in SETUPS[setup]["parts"].items()}
 
 
-def start(network: str, owner: str) -> None:
-    """Start every container on NETWORK, labelled with OWNER (the bench lab's network)."""
-    for name, spec in CONTAINERS.items():
+def start(network: str, owner: str, setups: tuple[str, ...] = tuple(SETUPS)) -> None:
+    """Start the containers of SETUPS on NETWORK, labelled with OWNER (the bench lab's network)."""
+    wanted = {name for key in setups for names in SETUPS[key]["parts"].values() for name in names}
+    names = [name for name in CONTAINERS if name in wanted]
+    for name in names:
+        spec = CONTAINERS[name]
         argv = [
             "docker",
             "run",
@@ -148,7 +151,7 @@ def start(network: str, owner: str) -> None:
         for alias in spec["aliases"]:
             argv += ["--network-alias", alias]
         run(argv + [IMAGE, *spec["command"]])
-    info(f"started {', '.join(container_name(name) for name in CONTAINERS)}")
+    info(f"started {', '.join(container_name(name) for name in names)}")
 
 
 def address(name: str, network: str) -> str:

@@ -256,9 +256,10 @@ def soak_table(setups: dict) -> list[str]:
     for key in keys:
         rates = [run["requests_per_s"] for run in setups[key]["runs"]]
         worst = min(range(len(rates)), key=rates.__getitem__)
+        against_first = f"{rates[worst] / rates[0]:.2f} of slice 1" if rates[0] > 0 else "slice 1 answered nothing"
         lines.append(
             f"- {key}: slowest slice {worst + 1} at {rates[worst]:.0f} req/s, "
-            f"{rates[worst] / rates[0]:.2f} of slice 1 ({rates[0]:.0f} req/s); "
+            f"{against_first} ({rates[0]:.0f} req/s); "
             f"most TIME_WAIT sockets on the LB: {max(run['lb_time_wait'] for run in setups[key]['runs'])}"
         )
     return lines
