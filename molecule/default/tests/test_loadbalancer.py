@@ -50,7 +50,7 @@ def test_access_log_is_json_with_upstream(host, lb_url):
 
 def test_kernel_settings_let_backend_connections_reuse_ports(host):
     # Written for the next boot and for hosts; a container's /proc/sys is
-    # read-only, so the handler leaves applying them to the engine there.
+    # read-only, so the role leaves applying them to the engine there.
     settings = host.file("/etc/sysctl.d/60-hello-service.conf")
     assert (settings.user, settings.group, settings.mode) == ("root", "root", 0o644)
     assert "\nnet.ipv4.tcp_tw_reuse = 1\n" in settings.content_string
