@@ -84,6 +84,12 @@ VARIANTS = {
     "default": {},
     # The defaults until gthread's queueing showed in the tail: gthread workers, upstream keepalive.
     "gthread-lb-keepalive-32": {"flask_app_worker_class": "gthread", "nginx_lb_keepalive": 32},
+    # More thread slots per backend (5 workers x 4) than wrk keeps requests in flight on it (16).
+    "gthread-4-threads-lb-keepalive-32": {
+        "flask_app_worker_class": "gthread",
+        "flask_app_threads": 4,
+        "nginx_lb_keepalive": 32,
+    },
     "gthread": {"flask_app_worker_class": "gthread"},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
     "workers-2": {"flask_app_workers": 2},

@@ -1,13 +1,19 @@
 """nginx runs, its configuration is valid, and its upstream is the inventory's backends."""
 
+import asyncio
 import json
+import resource
 import uuid
+from collections import Counter
+from urllib.parse import urlsplit
 
 from conftest import container_of, hosts_in, inventory, journal, request
 
 testinfra_hosts = hosts_in("loadbalancers")
 
 SITE = "/etc/nginx/conf.d/hello-service.conf"
+# worker_connections in the distribution's nginx.conf, which the role replaces.
+DISTRIBUTION_WORKER_CONNECTIONS = 768
 
 
 def test_nginx_is_active_and_enabled(host):
@@ -54,3 +60,38 @@ def test_kernel_settings_let_backend_connections_reuse_ports(host):
     settings = host.file("/etc/sysctl.d/60-hello-service.conf")
     assert (settings.user, settings.group, settings.mode) == ("root", "root", 0o644)
     assert "\nnet.ipv4.tcp_tw_reuse = 1\n" in settings.content_string
+
+
+async def _requests_on_open_connections(address, port, count):
+    """Opens `count` connections, then sends one request on each while all stay open.
+
+    Connections are opened one after another (a burst would only test the
+    listen backlog); the requests go out together. Returns each answer's
+    status, 0 for a connection closed without one, or the exception.
+    """
+    connections = [await asyncio.wait_for(asyncio.open_connection(address, port), 10) for _ in range(count)]
+
+    async def ask(reader, writer):
+        try:
+            writer.write(b"GET /requestme HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 60)
+            return int(status_line.split()[1]) if status_line else 0
+        finally:
+            writer.close()
+
+    return await asyncio.gather(*(ask(reader, writer) for reader, writer in connections), return_exceptions=True)
+
+
+def test_holds_more_clients_than_the_distribution_allows(host, lb_url):
+    # With the distribution's nginx.conf each worker stops accepting at 768
+    # connections, clients and backends together; this many clients, each
+    # with a request in flight, need 2 x clients connections.
+    workers = int(host.check_output("pgrep -c -f 'nginx: worker process'"))
+    clients = DISTRIBUTION_WORKER_CONNECTIONS * workers + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < clients + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(clients + 256, hard), hard))
+    statuses = asyncio.run(_requests_on_open_connections(urlsplit(lb_url).hostname, 80, clients))
+    outcomes = Counter(status if isinstance(status, int) else type(status).__name__ for status in statuses)
+    assert outcomes == {200: clients}, (outcomes, host.run("tail -n 5 /var/log/nginx/error.log").stdout)

@@ -54,6 +54,8 @@ BAD_INPUTS = {
     "unknown balancing method": ({}, ["-e", "nginx_lb_balance_method=fastest"], "nginx_lb_balance_method"),
     "threads with sync workers": ({}, ["-e", "flask_app_threads=4"],
                                   "flask_app_threads must be 0 or 1 with flask_app_worker_class sync"),
+    "too few worker connections": ({}, ["-e", "nginx_lb_worker_connections=16"],
+                                   "nginx_lb_worker_connections must be within 64-262144"),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }
@@ -69,6 +71,8 @@ def test_bad_input_fails_before_any_change(tmp_path, case):
     assert message in output, output[-3000:]
     if case == "unknown balancing method":
         assert "fastest" in output
+    if case == "too few worker connections":
+        assert "got 16" in output
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
