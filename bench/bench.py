@@ -82,7 +82,7 @@ TIME_WAIT_DRAIN_SECONDS = 90
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
 VARIANTS = {
     "default": {},
-    # The defaults until gthread's queueing showed in the tail: gthread workers, upstream keepalive.
+    # The defaults until their tail showed (docs/benchmark.md, change 3): gthread workers, upstream keepalive.
     "gthread-lb-keepalive-32": {"flask_app_worker_class": "gthread", "nginx_lb_keepalive": 32},
     # More thread slots per backend (5 workers x 4) than wrk keeps requests in flight on it (16).
     "gthread-4-threads-lb-keepalive-32": {

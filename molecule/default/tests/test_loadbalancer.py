@@ -1,4 +1,5 @@
-"""nginx runs, its configuration is valid, and its upstream is the inventory's backends."""
+"""nginx runs, its configuration is valid, its upstream is the inventory's backends, and it has room
+for many clients at once."""
 
 import asyncio
 import json
@@ -62,36 +63,66 @@ def test_kernel_settings_let_backend_connections_reuse_ports(host):
     assert "\nnet.ipv4.tcp_tw_reuse = 1\n" in settings.content_string
 
 
+
+def _nginx_workers(host):
+    """PIDs of the running workers (ps -C matches the command name, so the shell running ps is not counted)."""
+    return [int(line.split(None, 1)[0]) for line in host.check_output("ps -C nginx -o pid=,args=").splitlines()
+            if line.split(None, 1)[1].strip() == "nginx: worker process"]
+
+
 async def _requests_on_open_connections(address, port, count):
     """Opens `count` connections, then sends one request on each while all stay open.
 
     Connections are opened one after another (a burst would only test the
-    listen backlog); the requests go out together. Returns each answer's
-    status, 0 for a connection closed without one, or the exception.
+    listen backlog); the requests go out together. Returns one outcome per
+    connection: the answer's status, 0 for a connection closed without one,
+    or the exception met while connecting or asking.
     """
-    connections = [await asyncio.wait_for(asyncio.open_connection(address, port), 10) for _ in range(count)]
+    connections, outcomes = [], []
 
     async def ask(reader, writer):
-        try:
-            writer.write(b"GET /requestme HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
-            await writer.drain()
-            status_line = await asyncio.wait_for(reader.readline(), 60)
-            return int(status_line.split()[1]) if status_line else 0
-        finally:
-            writer.close()
+        writer.write(b"GET /requestme HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 60)
+        return int(status_line.split()[1]) if status_line else 0
 
-    return await asyncio.gather(*(ask(reader, writer) for reader, writer in connections), return_exceptions=True)
+    try:
+        for _ in range(count):
+            try:
+                connections.append(await asyncio.wait_for(asyncio.open_connection(address, port), 10))
+            except (OSError, asyncio.TimeoutError) as error:
+                outcomes.append(error)
+        outcomes += await asyncio.gather(*(ask(reader, writer) for reader, writer in connections),
+                                         return_exceptions=True)
+    finally:
+        for _, writer in connections:
+            writer.close()
+    return outcomes
 
 
 def test_holds_more_clients_than_the_distribution_allows(host, lb_url):
     # With the distribution's nginx.conf each worker stops accepting at 768
     # connections, clients and backends together; this many clients, each
     # with a request in flight, need 2 x clients connections.
-    workers = int(host.check_output("pgrep -c -f 'nginx: worker process'"))
-    clients = DISTRIBUTION_WORKER_CONNECTIONS * workers + 256
+    workers = _nginx_workers(host)
+    clients = DISTRIBUTION_WORKER_CONNECTIONS * len(workers) + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < clients + 256:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(clients + 256, hard), hard))
-    statuses = asyncio.run(_requests_on_open_connections(urlsplit(lb_url).hostname, 80, clients))
+    needed = clients + 256
+    assert hard == resource.RLIM_INFINITY or hard >= needed, (
+        f"this test opens {clients} connections; raise the open-file limit (ulimit -Hn {hard}) to {needed}")
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    lb = urlsplit(lb_url)
+    statuses = asyncio.run(_requests_on_open_connections(lb.hostname, lb.port or 80, clients))
     outcomes = Counter(status if isinstance(status, int) else type(status).__name__ for status in statuses)
     assert outcomes == {200: clients}, (outcomes, host.run("tail -n 5 /var/log/nginx/error.log").stdout)
+
+
+def test_workers_may_open_twice_as_many_files_as_connections(host):
+    connections = int(host.check_output("nginx -T 2>/dev/null | awk '$1 == \"worker_connections\" {print $2+0}'"))
+    workers = _nginx_workers(host)
+    assert workers
+    for pid in workers:
+        limits = host.file(f"/proc/{pid}/limits").content_string
+        soft_limit = next(line.split()[3] for line in limits.splitlines() if line.startswith("Max open files"))
+        assert int(soft_limit) >= 2 * connections, limits
