@@ -5,6 +5,7 @@
     bench/run --variants   variants of setup C (Gunicorn and nginx inputs), interleaved with A and B
     bench/run --variants --only least-conn,workers-2   some variants only (fewer labs, a quieter machine)
     bench/run --soak       the load balancer's ports under 9 x 10 s of load: the kernel's default, then the role's
+    bench/run --deploy-levers   re-runs of site.yml with 8 backends, each ansible.cfg speed-up undone in turn
     bench/run --keep       leave the containers running afterwards (for a look around)
 
 Everything runs on this machine, in containers on Docker networks this
@@ -72,12 +73,31 @@ MODES = {
         "warmup_seconds": 0,
         "measured_rounds": 9,
     },
+    # Idempotent re-runs only, no load: rounds of LEVERS, interleaved.
+    "levers": {
+        "load": loadgen.Load(threads=2, connections=32, seconds=10),
+        "warmup_rounds": 1,
+        "warmup_seconds": 0,
+        "measured_rounds": 3,
+    },
 }
 # The kernel setting the soak compares, and where its role default lives.
 SOAK_SYSCTL = "net.ipv4.tcp_tw_reuse"
 NGINX_LB_DEFAULTS = PROJECT_ROOT / "roles" / "nginx_lb" / "defaults" / "main.yml"
 # TIME_WAIT lasts 60 s on Linux; a phase starts only once the previous one's have expired.
 TIME_WAIT_DRAIN_SECONDS = 90
+
+# What ansible.cfg sets to make deploys faster, each undone in turn by the environment
+# variable that overrides it. strategy is not among them: the stage play builds the
+# release once (run_once) for every host, which the free strategy does not guarantee.
+LEVERS = {
+    "ansible.cfg": {},
+    "no-pipelining": {"ANSIBLE_PIPELINING": "False"},
+    "no-fact-cache": {"ANSIBLE_CACHE_PLUGIN": "memory"},
+    "forks-5": {"ANSIBLE_FORKS": "5"},
+}
+# Backends of the levers lab: forks only matter with more hosts than Ansible's default 5.
+LEVERS_BACKENDS = 8
 
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
 VARIANTS = {
@@ -218,7 +238,8 @@ def labs_of_mode(mode_name: str, results_dir: Path, variants: list[str] | None =
             Lab(name=f"var-{name}", backends=2, results_dir=results_dir, extra_vars=VARIANTS[name])
             for name in variants or VARIANTS
         ]
-    return [Lab(name={"full": "main"}.get(mode_name, mode_name), backends=2, results_dir=results_dir)]
+    backends = LEVERS_BACKENDS if mode_name == "levers" else 2
+    return [Lab(name={"full": "main"}.get(mode_name, mode_name), backends=backends, results_dir=results_dir)]
 
 
 def keep_or_tear_down(labs: list[Lab], keep: bool) -> None:
@@ -331,6 +352,35 @@ def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[st
     report["variants"] = {name: [f"-e {k}={v}" for k, v in VARIANTS[name].items()] for name in names}
 
 
+def compare_deploy_levers(results_dir: Path, keep: bool, report: dict) -> None:
+    """Idempotent re-runs of site.yml with each of ansible.cfg's speed-ups undone in turn, interleaved."""
+    mode = MODES["levers"]
+    (lab,) = labs_of_mode("levers", results_dir)
+    deploys: dict[str, list[dict]] = {}
+    labels = {name: f"rerun-{lab.backends} {name}" for name in LEVERS}
+    try:
+        step(f"Preparing the lab {lab.network} (LB + {lab.backends} backends) with site.yml")
+        prepare_lab(lab)
+        lab.create_containers()
+        deploys["first-converge"] = [lab.deploy("first converge").as_dict()]
+        # Each lever's first re-run warms what it alone uses (its own forks, its facts gathered afresh).
+        rounds = mode["warmup_rounds"] + mode["measured_rounds"]
+        step(f"Re-runs: {', '.join(LEVERS)} interleaved, {mode['warmup_rounds']} warm-up + "
+             f"{mode['measured_rounds']} measured round(s)")
+        for number in range(rounds):
+            warmup = number < mode["warmup_rounds"]
+            for name, env in LEVERS.items():
+                deploy = lab.deploy(f"re-run {name} {'warm-up' if warmup else number}", env=env).as_dict()
+                deploys.setdefault(f"{labels[name]} warm-up" if warmup else labels[name], []).append(deploy)
+    finally:
+        report["deploys"] = deploys
+        keep_or_tear_down([lab], keep)
+    report["levers"] = {
+        name: {"label": labels[name], "environment": [f"{key}={value}" for key, value in env.items()]}
+        for name, env in LEVERS.items()
+    }
+
+
 def wait_for_time_wait_to_expire(lab: Lab) -> None:
     deadline = time.monotonic() + TIME_WAIT_DRAIN_SECONDS
     while (left := lab.time_wait_sockets(lab.lb_host)) > 0:
@@ -409,6 +459,11 @@ def main() -> int:
     group.add_argument(
         "--soak", action="store_true", help="9 x 10 s of load on C: the LB's ports with and without nginx_lb_sysctl"
     )
+    group.add_argument(
+        "--deploy-levers",
+        action="store_true",
+        help=f"re-runs of site.yml with {LEVERS_BACKENDS} backends, each ansible.cfg speed-up undone in turn",
+    )
     parser.add_argument(
         "--only",
         metavar="NAME,...",
@@ -424,7 +479,13 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    mode_name = "smoke" if args.smoke else "variants" if args.variants else "soak" if args.soak else "full"
+    mode_name = (
+        "smoke" if args.smoke
+        else "variants" if args.variants
+        else "soak" if args.soak
+        else "levers" if args.deploy_levers
+        else "full"
+    )
     variants = list(VARIANTS)
     if args.only is not None:
         chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -464,6 +525,7 @@ def main() -> int:
             "smoke": "smoke run (not representative)",
             "variants": "variants of setup C (our stack), with A and B",
             "soak": "the load balancer's ports under sustained load",
+            "levers": "deploy speed-ups of ansible.cfg, each undone in turn",
         }[mode_name],
         "mode": mode_name,
         "meta": machine_facts(command),
@@ -485,6 +547,8 @@ def main() -> int:
                 compare_variants(results_dir, args.keep, report, variants)
             elif mode_name == "soak":
                 soak(results_dir, args.keep, report)
+            elif mode_name == "levers":
+                compare_deploy_levers(results_dir, args.keep, report)
             else:
                 benchmark(mode_name, results_dir, args.keep, report)
     except (StepFailed, Interrupted, KeyboardInterrupt, subprocess.SubprocessError) as error:
@@ -499,7 +563,7 @@ def main() -> int:
         report["variant_targets"] = {
             name: reporting.load_targets(report["summary"], report["setups"], ours=name) for name in variants
         }
-    elif mode_name != "soak":
+    elif mode_name in ("full", "smoke"):
         report["targets"] = reporting.evaluate_targets(report["summary"], report["setups"], report["deploys"])
     report["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     report["meta"]["load_average_at_end"] = " ".join(f"{value:.2f}" for value in os.getloadavg())

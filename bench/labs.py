@@ -115,11 +115,14 @@ class Lab:
         for host in [self.lb_host, *[self.backend_host(n) for n in range(1, 65)]]:
             (facts_dir / host).unlink(missing_ok=True)
 
-    def _playbook(self, name: str, playbook: str, extra: dict | None = None) -> tuple[float, str]:
+    def _playbook(
+        self, name: str, playbook: str, extra: dict | None = None, env: dict | None = None
+    ) -> tuple[float, str]:
+        """Run PLAYBOOK with the lab's extra vars plus EXTRA; ENV overrides ansible.cfg (ANSIBLE_* variables)."""
         argv = [str(PROJECT_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(self.inventory_path), playbook]
         for key, value in {**self.extra_vars, **(extra or {})}.items():
             argv += ["-e", f"{key}={value}"]
-        env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+        env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}
         return run_logged(name, argv, self.log_dir, timeout=PLAYBOOK_TIMEOUT, env=env)
 
     def create_containers(self) -> float:
@@ -127,10 +130,10 @@ class Lab:
         seconds, _ = self._playbook(f"{self.name}-lab-{self.backends}", "playbooks/lab.yml")
         return seconds
 
-    def deploy(self, label: str) -> Deploy:
-        """Run site.yml as a user would; return its wall time and PLAY RECAP."""
+    def deploy(self, label: str, env: dict | None = None) -> Deploy:
+        """Run site.yml as a user would (ENV: ansible.cfg overrides); return its wall time and PLAY RECAP."""
         log_name = f"{self.name}-deploy-{self.backends}-" + re.sub(r"[^A-Za-z0-9]+", "-", label)
-        seconds, output = self._playbook(log_name, "site.yml")
+        seconds, output = self._playbook(log_name, "site.yml", env=env)
         recap = parse_recap(output)
         missing = {self.lb_host, *self.backend_hosts} - set(recap)
         if missing:

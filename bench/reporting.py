@@ -265,18 +265,10 @@ def soak_table(setups: dict) -> list[str]:
     return lines
 
 
-def markdown(report: dict) -> str:
+def _load_lines(report: dict) -> list[str]:
+    """The load line of the header, the load table and the CPU table."""
     meta, load = report["meta"], report["load"]
     lines = [
-        f"# Benchmark: {report['title']}",
-        "",
-        f"- Verdict: **{'VALID' if report['valid'] else 'INVALID'}**"
-        + ("" if report["valid"] else " - " + "; ".join(report["invalid_reasons"])),
-        f"- Date: {meta['date']}",
-        f"- Machine: {meta['cores']} cores ({meta['cpu_model']}), {meta['memory_gib']} GiB memory, "
-        f"kernel {meta['kernel']}; load average at start {meta['load_average_at_start']}, "
-        f"at end {meta.get('load_average_at_end', '?')}; {meta['other_containers']} other containers running",
-        f"- Command: `{meta['command']}` ({meta['duration_s']:.0f}s in all)",
         f"- Load: `wrk -t{load['threads']} -c{load['connections']} -d{load['seconds']}s` per run, "
         + (
             f"{load['measured_rounds']} consecutive slices per phase, phases in turn ({', '.join(report['setups'])}); "
@@ -301,6 +293,46 @@ def markdown(report: dict) -> str:
             "Every setup shares the same cores, so requests/s follows from these figures.",
             "",
             *cpu,
+            "",
+        ]
+    return lines
+
+
+def lever_table(deploys: dict, levers: dict) -> list[str]:
+    """Each lever's re-runs against ansible.cfg's own, round by round (the rounds ran back to back)."""
+    baseline = deploys[levers["ansible.cfg"]["label"]]
+    lines = [
+        "| Re-run with | Environment | Seconds median (min-max) | vs ansible.cfg's, per round median (min-max) |",
+        "|---|---|---|---|",
+    ]
+    for name, lever in levers.items():
+        runs = deploys[lever["label"]]
+        ratios = spread([run["seconds"] / base["seconds"] for run, base in zip(runs, baseline, strict=True)])
+        seconds = spread([run["seconds"] for run in runs])
+        environment = " ".join(f"`{setting}`" for setting in lever["environment"]) or "(none)"
+        lines.append(f"| {name} | {environment} | {_cell(seconds, 1)} | {_cell(ratios, 2)} |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    meta = report["meta"]
+    lines = [
+        f"# Benchmark: {report['title']}",
+        "",
+        f"- Verdict: **{'VALID' if report['valid'] else 'INVALID'}**"
+        + ("" if report["valid"] else " - " + "; ".join(report["invalid_reasons"])),
+        f"- Date: {meta['date']}",
+        f"- Machine: {meta['cores']} cores ({meta['cpu_model']}), {meta['memory_gib']} GiB memory, "
+        f"kernel {meta['kernel']}; load average at start {meta['load_average_at_start']}, "
+        f"at end {meta.get('load_average_at_end', '?')}; {meta['other_containers']} other containers running",
+        f"- Command: `{meta['command']}` ({meta['duration_s']:.0f}s in all)",
+    ]
+    lines += _load_lines(report) if report["setups"] else [""]
+    if report.get("levers"):
+        lines += [
+            "## Re-runs with each ansible.cfg speed-up undone (idempotent site.yml, this machine)",
+            "",
+            *lever_table(report["deploys"], report["levers"]),
             "",
         ]
     if report.get("soak"):
