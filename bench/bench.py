@@ -88,8 +88,9 @@ NGINX_LB_DEFAULTS = PROJECT_ROOT / "roles" / "nginx_lb" / "defaults" / "main.yml
 TIME_WAIT_DRAIN_SECONDS = 90
 
 # What ansible.cfg sets to make deploys faster, each undone in turn by the environment
-# variable that overrides it. strategy is not among them: the stage play builds the
-# release once (run_once) for every host, which the free strategy does not guarantee.
+# variable that overrides it. strategy is not among them: the free strategy runs a
+# run_once task (the stage play's release build) on every host, and ignores the
+# deploy plays' any_errors_fatal.
 LEVERS = {
     "ansible.cfg": {},
     "no-pipelining": {"ANSIBLE_PIPELINING": "False"},
@@ -98,6 +99,9 @@ LEVERS = {
 }
 # Backends of the levers lab: forks only matter with more hosts than Ansible's default 5.
 LEVERS_BACKENDS = 8
+# Set in the caller's environment, these would change every lever's runs, the baseline's too.
+LEVER_OVERRIDES = ("ANSIBLE_CONFIG", "ANSIBLE_PIPELINING", "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_FORKS",
+                   "ANSIBLE_GATHERING", "ANSIBLE_STRATEGY", "ANSIBLE_KEEP_REMOTE_FILES")
 
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
 VARIANTS = {
@@ -355,6 +359,9 @@ def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[st
 def compare_deploy_levers(results_dir: Path, keep: bool, report: dict) -> None:
     """Idempotent re-runs of site.yml with each of ansible.cfg's speed-ups undone in turn, interleaved."""
     mode = MODES["levers"]
+    inherited = [name for name in LEVER_OVERRIDES if name in os.environ]
+    if inherited:
+        raise StepFailed(f"unset {', '.join(inherited)}: the levers are measured against ansible.cfg as it is")
     (lab,) = labs_of_mode("levers", results_dir)
     deploys: dict[str, list[dict]] = {}
     labels = {name: f"rerun-{lab.backends} {name}" for name in LEVERS}
@@ -367,10 +374,12 @@ def compare_deploy_levers(results_dir: Path, keep: bool, report: dict) -> None:
         rounds = mode["warmup_rounds"] + mode["measured_rounds"]
         step(f"Re-runs: {', '.join(LEVERS)} interleaved, {mode['warmup_rounds']} warm-up + "
              f"{mode['measured_rounds']} measured round(s)")
+        names = list(LEVERS)
         for number in range(rounds):
             warmup = number < mode["warmup_rounds"]
-            for name, env in LEVERS.items():
-                deploy = lab.deploy(f"re-run {name} {'warm-up' if warmup else number}", env=env).as_dict()
+            # A different lever goes first each round, so no lever always follows the same one.
+            for name in names[number % len(names) :] + names[: number % len(names)]:
+                deploy = lab.deploy(f"re-run {name} {'warm-up' if warmup else number}", env=LEVERS[name]).as_dict()
                 deploys.setdefault(f"{labels[name]} warm-up" if warmup else labels[name], []).append(deploy)
     finally:
         report["deploys"] = deploys
@@ -379,6 +388,7 @@ def compare_deploy_levers(results_dir: Path, keep: bool, report: dict) -> None:
         name: {"label": labels[name], "environment": [f"{key}={value}" for key, value in env.items()]}
         for name, env in LEVERS.items()
     }
+    report["lever_rounds"] = {"warmup": mode["warmup_rounds"], "measured": mode["measured_rounds"]}
 
 
 def wait_for_time_wait_to_expire(lab: Lab) -> None:
@@ -470,7 +480,9 @@ def main() -> int:
         help=f"with --variants: measure only these variants (always with default); known: {', '.join(VARIANTS)}",
     )
     parser.add_argument("--keep", action="store_true", help="leave the containers running at the end")
-    parser.add_argument("--runs", type=int, help="measured rounds (default: 5, smoke 1; soak: slices per phase, 9)")
+    parser.add_argument(
+        "--runs", type=int, help="measured rounds (default: 5, smoke 1, deploy-levers 3; soak: slices per phase, 9)"
+    )
     parser.add_argument("--duration", type=int, help="seconds per wrk run (default: 10, smoke 2)")
     parser.add_argument(
         "--teardown",

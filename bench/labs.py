@@ -113,7 +113,9 @@ class Lab:
         """
         facts_dir = PROJECT_ROOT / ".cache" / "facts"
         for host in [self.lb_host, *[self.backend_host(n) for n in range(1, 65)]]:
-            (facts_dir / host).unlink(missing_ok=True)
+            # ansible-core 2.19 names the files s<schema>_<host>; older versions <host>.
+            for cached in [facts_dir / host, *facts_dir.glob(f"s[0-9]*_{host}")]:
+                cached.unlink(missing_ok=True)
 
     def _playbook(
         self, name: str, playbook: str, extra: dict | None = None, env: dict | None = None

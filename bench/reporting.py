@@ -329,8 +329,12 @@ def markdown(report: dict) -> str:
     ]
     lines += _load_lines(report) if report["setups"] else [""]
     if report.get("levers"):
+        rounds = report["lever_rounds"]
         lines += [
             "## Re-runs with each ansible.cfg speed-up undone (idempotent site.yml, this machine)",
+            "",
+            f"{rounds['warmup']} warm-up and {rounds['measured']} measured round(s); every round runs each "
+            "setting once, starting with a different one each round.",
             "",
             *lever_table(report["deploys"], report["levers"]),
             "",
