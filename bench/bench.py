@@ -75,9 +75,7 @@ MODES = {
     },
     # Idempotent re-runs only, no load: rounds of LEVERS, interleaved.
     "levers": {
-        "load": loadgen.Load(threads=2, connections=32, seconds=10),
         "warmup_rounds": 1,
-        "warmup_seconds": 0,
         "measured_rounds": 3,
     },
 }
@@ -520,6 +518,8 @@ def main() -> int:
     if args.runs:
         mode["measured_rounds"] = args.runs
     if args.duration:
+        if "load" not in mode:
+            parser.error(f"--duration: the {mode_name} mode sends no load")
         mode["load"] = loadgen.Load(mode["load"].threads, mode["load"].connections, args.duration)
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -530,7 +530,7 @@ def main() -> int:
     results_dir.mkdir(parents=True)
     command = "bench/run" + "".join(" " + shlex.quote(arg) for arg in sys.argv[1:])
     started = time.monotonic()
-    load = mode["load"]
+    load = mode.get("load")
     report = {
         "title": {
             "full": "our stack vs the original recipe",
@@ -541,16 +541,17 @@ def main() -> int:
         }[mode_name],
         "mode": mode_name,
         "meta": machine_facts(command),
-        "load": {
+        "setups": {},
+    }
+    if load:
+        report["load"] = {
             "threads": load.threads,
             "connections": load.connections,
             "seconds": load.seconds,
             "warmup_rounds": mode["warmup_rounds"],
             "warmup_seconds": mode["warmup_seconds"],
             "measured_rounds": mode["measured_rounds"],
-        },
-        "setups": {},
-    }
+        }
     step(f"Benchmark ({mode_name}); results in {results_dir}")
     try:
         with loadgen.client_ports_reusable() as tw_reuse:

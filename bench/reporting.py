@@ -299,7 +299,7 @@ def _load_lines(report: dict) -> list[str]:
 
 
 def lever_table(deploys: dict, levers: dict) -> list[str]:
-    """Each lever's re-runs against ansible.cfg's own, round by round (the rounds ran back to back)."""
+    """Each lever's re-runs against ansible.cfg's own, pairing the re-runs of the same round."""
     baseline = deploys[levers["ansible.cfg"]["label"]]
     lines = [
         "| Re-run with | Environment | Seconds median (min-max) | vs ansible.cfg's, per round median (min-max) |",

@@ -63,7 +63,6 @@ def test_kernel_settings_let_backend_connections_reuse_ports(host):
     assert "\nnet.ipv4.tcp_tw_reuse = 1\n" in settings.content_string
 
 
-
 def _nginx_workers(host):
     """PIDs of the running workers (ps -C matches the command name, so the shell running ps is not counted)."""
     return [int(line.split(None, 1)[0]) for line in host.check_output("ps -C nginx -o pid=,args=").splitlines()
