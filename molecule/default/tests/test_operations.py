@@ -1,9 +1,16 @@
-"""Day-2 operations on the converged stack: a dry run, and a settings change."""
+"""Day-2 operations on the converged stack: a dry run, a settings change, bad input, two deploys at once."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
 
 import pytest
 
-from conftest import (LoadGenerator, SERVICE, container_ip, container_of, inventory, request, run_playbook, wait_for,
-                      write_inventory)
+from conftest import (PROJECT, LoadGenerator, SERVICE, container_ip, container_of, inventory, request, run_playbook,
+                      wait_for, write_inventory)
 
 testinfra_hosts = []
 
@@ -96,3 +103,36 @@ def test_config_nginx_rejects_leaves_the_running_one(hosts_file, lb_url):
     assert lb.file(site).sha256sum == before
     assert lb.run("nginx -t").rc == 0
     assert request(f"{lb_url}/requestme").status == 200
+
+
+def _build_release(build_root, platform):
+    """Start the role's build module on this controller, as a deploy's run_once task runs it."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    arguments = {"source_dir": os.path.join(PROJECT, "app"), "build_root": str(build_root),
+                 "pip_python": sys.executable, "platforms": [platform]}
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,",
+               "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+               "-M", os.path.join(PROJECT, "roles", "flask_app", "library"),
+               "-m", "flask_app_build", "-a", json.dumps(arguments)]
+    return subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_deploys_at_once_build_the_release_once(tmp_path):
+    # Two playbook runs of the same source from one controller (two inventories,
+    # two CI jobs) share the release cache: one builds, the other waits for it.
+    python, arch, glibc = inventory().get_host("app1").check_output(
+        "python3 -c 'import platform, sys; print(\"%d.%d\" % sys.version_info[:2], platform.machine(), "
+        "platform.libc_ver()[1])'").split()
+    platform = {"python": python, "arch": arch, "glibc": glibc}
+    builds = [_build_release(tmp_path, platform) for _ in range(2)]
+    results = [build.communicate(timeout=600) for build in builds]
+    outcomes = []
+    for build, (stdout, stderr) in zip(builds, results):
+        assert build.returncode == 0, (stdout + stderr)[-3000:]
+        # The ad-hoc result line: "localhost | CHANGED => {...}" or "localhost | SUCCESS => {...}".
+        outcomes += re.findall(r"^localhost \| (CHANGED|SUCCESS) =>", stdout, re.MULTILINE)
+    assert sorted(outcomes) == ["CHANGED", "SUCCESS"], results
+    (artifact,) = tmp_path.glob(f"*/{python}-{arch}/release.tar.gz")
+    with tarfile.open(artifact) as release:
+        assert {"gunicorn.conf.py", "requirements.txt", "wheels"} <= set(release.getnames())
+    assert not list(tmp_path.rglob("*.partial"))

@@ -48,6 +48,7 @@ artifacts:
   returned: always
 """
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -123,14 +124,37 @@ def build_platform(module, source_dir, pip_python, platform, destination):
         module.run_command(command, check_rc=True, environ_update=env)
         for name in ("requirements.txt", "gunicorn.conf.py"):
             shutil.copy2(os.path.join(source_dir, name), os.path.join(workdir, name))
-        os.makedirs(os.path.dirname(destination), exist_ok=True)
-        partial = destination + ".partial"
-        with tarfile.open(partial, "w:gz") as tar:
-            for name in sorted(os.listdir(workdir)):
-                tar.add(os.path.join(workdir, name), arcname=name, filter=deterministic)
-        os.rename(partial, destination)
+        # A name of its own, so that nothing but a finished artifact ever has the final name.
+        descriptor, partial = tempfile.mkstemp(prefix="release.", suffix=".partial", dir=os.path.dirname(destination))
+        try:
+            with os.fdopen(descriptor, "wb") as output, tarfile.open(fileobj=output, mode="w:gz") as tar:
+                for name in sorted(os.listdir(workdir)):
+                    tar.add(os.path.join(workdir, name), arcname=name, filter=deterministic)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(partial, 0o666 & ~umask)  # as open() would have made it; mkstemp makes 0600
+            os.rename(partial, destination)
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def build_once(module, source_dir, pip_python, platform, destination):
+    """Build the artifact unless it exists; return whether this run built it.
+
+    Two playbook runs deploying the same source at once (two inventories, two
+    CI jobs) take turns on a lock next to the artifact: the second one waits,
+    then finds the first one's artifact instead of building it again.
+    """
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    with open(destination + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(destination):
+            return False
+        build_platform(module, source_dir, pip_python, platform, destination)
+        return True
 
 
 def main():
@@ -158,9 +182,10 @@ def main():
         artifacts[key] = destination
         if os.path.isfile(destination):
             continue
-        changed = True
-        if not module.check_mode:
-            build_platform(module, source_dir, module.params["pip_python"], platform, destination)
+        if module.check_mode:
+            changed = True
+            continue
+        changed = build_once(module, source_dir, module.params["pip_python"], platform, destination) or changed
 
     module.exit_json(changed=changed, release_id=release_id, content_hash=digest, artifacts=artifacts)
 
