@@ -229,8 +229,18 @@ graceful_timeout = _integer("GRACEFUL_TIMEOUT", 20, minimum=1)
 keepalive = _integer("KEEPALIVE", 75, minimum=0)
 
 # Recycle workers now and then to bound any slow memory growth; the jitter
-# keeps all workers from restarting at the same moment.
-max_requests = _integer("MAX_REQUESTS", 10000, minimum=0)
+# keeps all workers from restarting at the same moment. Recycling needs a
+# second worker: Gunicorn forks the replacement only once the old worker has
+# exited, and the new one imports the app before it accepts, so a lone
+# worker's host answers nothing meanwhile (docs/benchmark.md, change 8). With
+# one worker the default is 0, and asking for recycling is refused.
+max_requests = _integer("MAX_REQUESTS", 10000 if workers > 1 else 0, minimum=0)
+if workers == 1 and max_requests > 0:
+    raise _invalid(
+        PREFIX + "MAX_REQUESTS",
+        os.environ[PREFIX + "MAX_REQUESTS"],
+        f"0 when {PREFIX}WORKERS=1: recycling the only worker leaves none to answer while its replacement starts",
+    )
 max_requests_jitter = _integer("MAX_REQUESTS_JITTER", max_requests // 10, minimum=0)
 
 # Not preloaded: each worker imports the app itself, so a HUP (new workers)

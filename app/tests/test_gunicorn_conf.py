@@ -156,6 +156,22 @@ def test_jitter_defaults_to_a_tenth_of_max_requests(evaluate):
     assert evaluate(HELLO_SERVICE_MAX_REQUESTS="2000").settings["max_requests_jitter"] == 200
 
 
+def test_one_worker_is_not_recycled_by_default(evaluate):
+    settings = evaluate(HELLO_SERVICE_WORKERS="1").settings
+    assert (settings["workers"], settings["max_requests"], settings["max_requests_jitter"]) == (1, 0, 0)
+
+
+def test_recycling_the_only_worker_is_refused(evaluate):
+    evaluation = evaluate(HELLO_SERVICE_WORKERS="1", HELLO_SERVICE_MAX_REQUESTS="10000")
+    assert evaluation.returncode != 0
+    assert "HELLO_SERVICE_MAX_REQUESTS='10000'" in evaluation.stderr
+    assert "HELLO_SERVICE_WORKERS=1" in evaluation.stderr
+
+
+def test_two_workers_are_recycled_by_default(evaluate):
+    assert evaluate(HELLO_SERVICE_WORKERS="2").settings["max_requests"] == 10000
+
+
 def test_gthread_workers_default_to_two_threads(evaluate):
     assert evaluate(HELLO_SERVICE_WORKER_CLASS="gthread").settings["threads"] == 2
 

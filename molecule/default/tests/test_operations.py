@@ -63,6 +63,8 @@ BAD_INPUTS = {
                                   "flask_app_threads must be 0 or 1 with flask_app_worker_class sync"),
     "too few worker connections": ({}, ["-e", "nginx_lb_worker_connections=16"],
                                    "nginx_lb_worker_connections must be within 64-262144"),
+    "recycling the only worker": ({}, ["-e", "flask_app_workers=1"],
+                                  "flask_app_max_requests must be 0 with flask_app_workers 1"),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }
@@ -80,6 +82,8 @@ def test_bad_input_fails_before_any_change(tmp_path, case):
         assert "fastest" in output
     if case == "too few worker connections":
         assert "got 16" in output
+    if case == "recycling the only worker":
+        assert "got max_requests=10000" in output
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
