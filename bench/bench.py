@@ -101,6 +101,12 @@ LEVERS_BACKENDS = 8
 LEVER_OVERRIDES = ("ANSIBLE_CONFIG", "ANSIBLE_PIPELINING", "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_FORKS",
                    "ANSIBLE_GATHERING", "ANSIBLE_STRATEGY", "ANSIBLE_KEEP_REMOTE_FILES")
 
+ONE_CPU_BACKENDS = {
+    "flask_app_worker_class": "gthread",
+    "flask_app_workers": 1,
+    "flask_app_max_requests": 0,
+    "nginx_lb_keepalive": 32,
+}
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
 VARIANTS = {
     "default": {},
@@ -112,6 +118,17 @@ VARIANTS = {
         "flask_app_threads": 4,
         "nginx_lb_keepalive": 32,
     },
+    # The same without recycling workers: is the tail the restarts (max_requests) or the per-worker queues?
+    "gthread-lb-keepalive-32-no-recycling": {
+        "flask_app_worker_class": "gthread",
+        "nginx_lb_keepalive": 32,
+        "flask_app_max_requests": 0,
+    },
+    # A backend with one CPU (docs/benchmark.md, change 8): one gthread process, so one queue per backend
+    # as with sync workers, upstream keepalive, and no recycling, which that lone worker cannot have.
+    "one-cpu": ONE_CPU_BACKENDS,
+    "one-cpu-least-conn": {**ONE_CPU_BACKENDS, "nginx_lb_balance_method": "least_conn"},
+    "one-cpu-4-threads": {**ONE_CPU_BACKENDS, "flask_app_threads": 4},
     "gthread": {"flask_app_worker_class": "gthread"},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
     "workers-2": {"flask_app_workers": 2},

@@ -28,6 +28,7 @@ RECAP_LINE = re.compile(
 )
 
 PLAYBOOK_TIMEOUT = 900
+DNS_LABEL_MAX = 63
 
 
 @dataclass
@@ -38,6 +39,16 @@ class Lab:
     backends: int
     results_dir: Path
     extra_vars: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Docker's DNS answers only for names that fit one DNS label: a longer
+        # backend name fails much later, as nginx's "host not found in upstream".
+        longest = self.container(self.backend_host(self.backends))
+        if len(longest) > DNS_LABEL_MAX:
+            raise StepFailed(
+                f"lab name {self.name!r} is too long: container {longest!r} has {len(longest)} characters, "
+                f"Docker's DNS resolves at most {DNS_LABEL_MAX}"
+            )
 
     @property
     def network(self) -> str:
