@@ -513,6 +513,11 @@ def main() -> int:
         else "levers" if args.deploy_levers
         else "full"
     )
+    for name in VARIANTS:
+        try:
+            Lab(name=f"var-{name}", backends=2, results_dir=PROJECT_ROOT / "results")
+        except StepFailed as error:
+            parser.error(f"variant {name!r}: {error}")
     variants = list(VARIANTS)
     if args.only is not None:
         chosen = [name.strip() for name in args.only.split(",") if name.strip()]

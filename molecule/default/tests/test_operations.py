@@ -65,6 +65,10 @@ BAD_INPUTS = {
                                    "nginx_lb_worker_connections must be within 64-262144"),
     "recycling the only worker": ({}, ["-e", "flask_app_workers=1"],
                                   "flask_app_max_requests must be 0 with flask_app_workers 1"),
+    # HELLO_SERVICE_ACCESS_LOG has no input: only the other one may be named.
+    "an extra setting with an input of its own": (
+        {}, ["-e", '{"flask_app_extra_settings": {"HELLO_SERVICE_ACCESS_LOG": "-", "HELLO_SERVICE_WORKERS": "1"}}'],
+        "flask_app_extra_settings must not set what a role input sets; got HELLO_SERVICE_WORKERS (use flask_app_workers)"),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }
@@ -77,13 +81,15 @@ def test_bad_input_fails_before_any_change(tmp_path, case):
                             {"loadbalancers": {"nginx_lb_expose_upstream": True}, **group_vars})
     returncode, output, recap = run_playbook("site.yml", hosts, *args, check=False)
     assert returncode != 0
-    assert message in output, output[-3000:]
+    # Ansible's YAML output may wrap a long message.
+    unwrapped = " ".join(output.split())
+    assert message in unwrapped, output[-3000:]
     if case == "unknown balancing method":
         assert "fastest" in output
     if case == "too few worker connections":
         assert "got 16" in output
     if case == "recycling the only worker":
-        assert "got max_requests=10000" in output
+        assert "got flask_app_max_requests=10000" in unwrapped
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
@@ -109,11 +115,11 @@ def test_config_nginx_rejects_leaves_the_running_one(hosts_file, lb_url):
     assert request(f"{lb_url}/requestme").status == 200
 
 
-def _build_release(build_root, platform):
+def _build_release(build_root, platform, pip_python):
     """Start the role's build module on this controller, as a deploy's run_once task runs it."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     arguments = {"source_dir": os.path.join(PROJECT, "app"), "build_root": str(build_root),
-                 "pip_python": sys.executable, "platforms": [platform]}
+                 "pip_python": str(pip_python), "platforms": [platform]}
     command = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,",
                "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
                "-M", os.path.join(PROJECT, "roles", "flask_app", "library"),
@@ -128,15 +134,28 @@ def test_two_deploys_at_once_build_the_release_once(tmp_path):
         "python3 -c 'import platform, sys; print(\"%d.%d\" % sys.version_info[:2], platform.machine(), "
         "platform.libc_ver()[1])'").split()
     platform = {"python": python, "arch": arch, "glibc": glibc}
-    builds = [_build_release(tmp_path, platform) for _ in range(2)]
-    results = [build.communicate(timeout=600) for build in builds]
+    # pip, slowed down so that the second run starts while the first one builds.
+    pip_calls = tmp_path / "pip-calls.log"
+    slow_python = tmp_path / "slow-python"
+    slow_python.write_text(f'#!/bin/sh\necho "$*" >> {pip_calls}\nsleep 3\nexec {sys.executable} "$@"\n')
+    slow_python.chmod(0o755)
+    build_root = tmp_path / "releases"
+    builds = [_build_release(build_root, platform, slow_python) for _ in range(2)]
+    try:
+        results = [build.communicate(timeout=600) for build in builds]
+    finally:
+        for build in builds:
+            if build.poll() is None:
+                build.kill()
     outcomes = []
     for build, (stdout, stderr) in zip(builds, results):
         assert build.returncode == 0, (stdout + stderr)[-3000:]
         # The ad-hoc result line: "localhost | CHANGED => {...}" or "localhost | SUCCESS => {...}".
         outcomes += re.findall(r"^localhost \| (CHANGED|SUCCESS) =>", stdout, re.MULTILINE)
     assert sorted(outcomes) == ["CHANGED", "SUCCESS"], results
-    (artifact,) = tmp_path.glob(f"*/{python}-{arch}/release.tar.gz")
+    wheel_builds = [line for line in pip_calls.read_text().splitlines() if "pip wheel" in line]
+    assert len(wheel_builds) == 1, pip_calls.read_text()
+    (artifact,) = build_root.glob(f"*/{python}-{arch}/release.tar.gz")
     with tarfile.open(artifact) as release:
         assert {"gunicorn.conf.py", "requirements.txt", "wheels"} <= set(release.getnames())
-    assert not list(tmp_path.rglob("*.partial"))
+    assert not list(build_root.rglob("*.partial"))

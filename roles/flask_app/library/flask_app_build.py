@@ -54,6 +54,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -63,6 +64,8 @@ RELEASE_FILES = ("pyproject.toml", "requirements.txt", "gunicorn.conf.py", "READ
 RELEASE_TREES = ("src",)
 IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
+# How long a build waits for another build of the same release (pip downloads included).
+LOCK_TIMEOUT_SECONDS = 1800
 
 
 def release_inputs(source_dir):
@@ -148,11 +151,26 @@ def build_once(module, source_dir, pip_python, platform, destination):
     CI jobs) take turns on a lock next to the artifact: the second one waits,
     then finds the first one's artifact instead of building it again.
     """
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
-    with open(destination + ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    directory = os.path.dirname(destination)
+    os.makedirs(directory, exist_ok=True)
+    lock_path = destination + ".lock"
+    with open(lock_path, "a") as lock:
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    module.fail_json(msg="another build of this release has held %s for over %d s; if no build is "
+                                         "running, remove the file" % (lock_path, LOCK_TIMEOUT_SECONDS))
+                time.sleep(1)
         if os.path.isfile(destination):
             return False
+        # Left by a build that was killed while it wrote; nothing else writes here while the lock is held.
+        for name in os.listdir(directory):
+            if name.startswith("release.") and name.endswith(".partial"):
+                os.unlink(os.path.join(directory, name))
         build_platform(module, source_dir, pip_python, platform, destination)
         return True
 
