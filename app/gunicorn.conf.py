@@ -207,11 +207,14 @@ workers = _integer("WORKERS", 2 * _usable_cpu_count() + 1, minimum=1)
 # CPU-light app behind a buffering proxy. A sync worker accepts a connection
 # only when it is free, so waiting requests queue once, in the listen socket,
 # first come first served. A gthread worker accepts while its threads are
-# busy and keeps serving every connection it accepted, so requests queue
+# busy and keeps serving every connection it accepted, and the load balancer
+# picks which kept-alive connection carries a request, so requests queue
 # behind one busy worker while another idles. docs/benchmark.md measures
-# gthread with upstream keep-alive at about 3 times sync's 99th percentile
-# latency, for 14% more requests/s on cores the load balancer shares.
-# gthread remains the choice for requests that wait on I/O for long.
+# 5 gthread workers with upstream keep-alive at about 3 times sync's 99th
+# percentile latency, for 14% more requests/s on cores the load balancer
+# shares. With one gthread worker per host there is one queue again: the
+# choice for a host with one CPU (change 8 there), or for requests that
+# wait on I/O for long.
 worker_class = _choice("WORKER_CLASS", "sync", WORKER_CLASSES)
 
 threads = _integer("THREADS", 2 if worker_class == "gthread" else 1, minimum=1)
