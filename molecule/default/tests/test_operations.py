@@ -31,6 +31,40 @@ def gunicorn_pids(name):
     return main, workers
 
 
+def upstream_connections(lb):
+    """The load balancer's open connections to backends (kept alive, or still in use)."""
+    return lb.check_output("ss -Htn state established '( dport = :8080 )'").splitlines()
+
+
+def test_one_cpu_profile_keeps_one_worker_and_upstream_connections(hosts_file):
+    # roles/flask_app/README.md, "Sizing Gunicorn": the profile for backends with one CPU.
+    lb = inventory().get_host("lb1")
+    address = container_ip(container_of("lb1"))
+    with LoadGenerator(address, min_requests=300) as load:
+        pass
+    assert load.errors == 0 and load.non_2xx == 0, load.summary()
+    # The defaults: sync workers close every connection, so none is left open.
+    assert upstream_connections(lb) == []
+    profile = ["-e", "flask_app_worker_class=gthread", "-e", "flask_app_workers=1", "-e", "flask_app_max_requests=0",
+               "-e", "nginx_lb_keepalive=32"]
+    try:
+        run_playbook("site.yml", hosts_file, *profile)
+        for name in BACKENDS:
+            wait_for(lambda: len(gunicorn_pids(name)[1]) == 1, timeout=30, what=f"{name} to run one worker")
+        with LoadGenerator(address, min_requests=300) as load:
+            pass
+        print(f"one-cpu profile: load {load.summary()}")
+        assert load.errors == 0 and load.non_2xx == 0, load.summary()
+        kept = upstream_connections(lb)
+        assert kept, "no upstream connection was kept alive"
+        assert {line.split()[-1].rsplit(":", 1)[0] for line in kept} == \
+            {container_ip(container_of(name)) for name in BACKENDS}, kept
+    finally:
+        run_playbook("site.yml", hosts_file)
+    _, _, recap = run_playbook("site.yml", hosts_file)
+    assert all(counts["changed"] == 0 for counts in recap.values()), recap
+
+
 def test_check_diff_on_converged_hosts_changes_nothing(hosts_file):
     _, output, recap = run_playbook("site.yml", hosts_file, "--check", "--diff")
     assert recap and all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), output[-4000:]
