@@ -124,18 +124,26 @@ def write_inventory(path, groups, group_vars=None):
     return path
 
 
-def run_playbook(playbook, inventory_path, *args, check=True):
-    """Runs a playbook of the project as a user would; returns (output, recap).
+def ansible_command(tool, *args):
+    """An Ansible CLI tool of this venv with the project's ansible.cfg, as a user runs it from the root.
 
-    recap maps host -> {"ok": n, "changed": n, "failed": n, ...}. Facts are not
-    cached, so every run reads the inventory and hosts afresh.
+    Returns (argv, env, cwd). Facts are not cached, so every run reads the
+    inventory and hosts afresh; output has no colour codes.
     """
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"),
                ANSIBLE_ROLES_PATH=os.path.join(PROJECT, "roles"), ANSIBLE_CACHE_PLUGIN="memory",
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-               "-i", str(inventory_path), os.path.join(PROJECT, playbook), *args]
-    result = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True)
+    return [os.path.join(os.path.dirname(sys.executable), tool), *args], env, PROJECT
+
+
+def run_playbook(playbook, inventory_path, *args, check=True):
+    """Runs a playbook of the project as a user would; returns (output, recap).
+
+    recap maps host -> {"ok": n, "changed": n, "failed": n, ...}.
+    """
+    command, env, cwd = ansible_command("ansible-playbook", "-i", str(inventory_path),
+                                        os.path.join(PROJECT, playbook), *args)
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     output = result.stdout + result.stderr
     if check:
         assert result.returncode == 0, output[-6000:]

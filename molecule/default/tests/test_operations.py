@@ -9,8 +9,8 @@ import tarfile
 
 import pytest
 
-from conftest import (PROJECT, LoadGenerator, SERVICE, container_ip, container_of, inventory, request, run_playbook,
-                      wait_for, write_inventory)
+from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, container_ip, container_of, inventory, request,
+                      run_playbook, wait_for, write_inventory)
 
 testinfra_hosts = []
 
@@ -151,14 +151,12 @@ def test_config_nginx_rejects_leaves_the_running_one(hosts_file, lb_url):
 
 def _build_release(build_root, platform, pip_python):
     """Start the role's build module on this controller, as a deploy's run_once task runs it."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     arguments = {"source_dir": os.path.join(PROJECT, "app"), "build_root": str(build_root),
                  "pip_python": str(pip_python), "platforms": [platform]}
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,",
-               "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-               "-M", os.path.join(PROJECT, "roles", "flask_app", "library"),
-               "-m", "flask_app_build", "-a", json.dumps(arguments)]
-    return subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command, env, cwd = ansible_command(
+        "ansible", "localhost", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+        "-M", os.path.join(PROJECT, "roles", "flask_app", "library"), "-m", "flask_app_build", "-a", json.dumps(arguments))
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_two_deploys_at_once_build_the_release_once(tmp_path):
