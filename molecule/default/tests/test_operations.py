@@ -1,11 +1,13 @@
-"""Day-2 operations on the converged stack: a dry run, a settings change, bad input, two deploys at once."""
+"""Day-2 operations on the converged stack: a dry run, a settings change, bad input, the release cache."""
 
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
 import tarfile
+import time
 
 import pytest
 
@@ -149,23 +151,37 @@ def test_config_nginx_rejects_leaves_the_running_one(hosts_file, lb_url):
     assert request(f"{lb_url}/requestme").status == 200
 
 
-def _build_release(build_root, platform, pip_python):
+def _build_release(build_root, platform, pip_python, *options, **arguments):
     """Start the role's build module on this controller, as a deploy's run_once task runs it."""
     arguments = {"source_dir": os.path.join(PROJECT, "app"), "build_root": str(build_root),
-                 "pip_python": str(pip_python), "platforms": [platform]}
+                 "pip_python": str(pip_python), "platforms": [platform], **arguments}
     command, env, cwd = ansible_command(
         "ansible", "localhost", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-        "-M", os.path.join(PROJECT, "roles", "flask_app", "library"), "-m", "flask_app_build", "-a", json.dumps(arguments))
+        "-M", os.path.join(PROJECT, "roles", "flask_app", "library"), "-m", "flask_app_build", "-a", json.dumps(arguments),
+        *options)
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _build_result(build):
+    """The module's result of an ad-hoc run: ("CHANGED" or "SUCCESS", the returned values)."""
+    stdout, stderr = build.communicate(timeout=600)
+    assert build.returncode == 0, (stdout + stderr)[-3000:]
+    outcome, result = re.search(r"^localhost \| (CHANGED|SUCCESS) => (\{.*)", stdout, re.MULTILINE | re.DOTALL).groups()
+    return outcome, json.loads(result)
+
+
+def host_platform(name="app1"):
+    """What the role's stage step tells the build module about a host."""
+    python, arch, glibc = inventory().get_host(name).check_output(
+        "python3 -c 'import platform, sys; print(\"%d.%d\" % sys.version_info[:2], platform.machine(), "
+        "platform.libc_ver()[1])'").split()
+    return {"python": python, "arch": arch, "glibc": glibc}
 
 
 def test_two_deploys_at_once_build_the_release_once(tmp_path):
     # Two playbook runs of the same source from one controller (two inventories,
     # two CI jobs) share the release cache: one builds, the other waits for it.
-    python, arch, glibc = inventory().get_host("app1").check_output(
-        "python3 -c 'import platform, sys; print(\"%d.%d\" % sys.version_info[:2], platform.machine(), "
-        "platform.libc_ver()[1])'").split()
-    platform = {"python": python, "arch": arch, "glibc": glibc}
+    platform = host_platform()
     # pip, slowed down so that the second run starts while the first one builds.
     pip_calls = tmp_path / "pip-calls.log"
     slow_python = tmp_path / "slow-python"
@@ -174,20 +190,56 @@ def test_two_deploys_at_once_build_the_release_once(tmp_path):
     build_root = tmp_path / "releases"
     builds = [_build_release(build_root, platform, slow_python) for _ in range(2)]
     try:
-        results = [build.communicate(timeout=600) for build in builds]
+        outcomes = [_build_result(build)[0] for build in builds]
     finally:
         for build in builds:
             if build.poll() is None:
                 build.kill()
-    outcomes = []
-    for build, (stdout, stderr) in zip(builds, results):
-        assert build.returncode == 0, (stdout + stderr)[-3000:]
-        # The ad-hoc result line: "localhost | CHANGED => {...}" or "localhost | SUCCESS => {...}".
-        outcomes += re.findall(r"^localhost \| (CHANGED|SUCCESS) =>", stdout, re.MULTILINE)
-    assert sorted(outcomes) == ["CHANGED", "SUCCESS"], results
+    assert sorted(outcomes) == ["CHANGED", "SUCCESS"]
     wheel_builds = [line for line in pip_calls.read_text().splitlines() if "pip wheel" in line]
     assert len(wheel_builds) == 1, pip_calls.read_text()
-    (artifact,) = build_root.glob(f"*/{python}-{arch}/release.tar.gz")
+    key = "{python}-{arch}-glibc{glibc}".format(**platform)
+    (artifact,) = build_root.glob(f"*/{key}/release.tar.gz")
     with tarfile.open(artifact) as release:
         assert {"gunicorn.conf.py", "requirements.txt", "wheels"} <= set(release.getnames())
     assert not list(build_root.rglob("*.partial"))
+
+
+def test_the_release_cache_keeps_the_releases_used_last(tmp_path):
+    # The controller's cache keeps flask_app_releases_keep releases, by last use;
+    # it never removes what is not a release, nor a release another run builds.
+    platform = host_platform()
+    key = "{python}-{arch}-glibc{glibc}".format(**platform)
+    build_root = tmp_path / "releases"
+    _, dry_run = _build_result(_build_release(build_root, platform, sys.executable, "--check"))
+    assert not build_root.exists()  # a dry run writes nothing
+    release_id = dry_run["release_id"]
+
+    def cached(name, age):
+        (build_root / name / key).mkdir(parents=True)
+        (build_root / name / key / "release.tar.gz").write_bytes(b"")
+        (build_root / name / key / "release.tar.gz.lock").touch()
+        stamp = time.time() - age
+        os.utime(build_root / name, (stamp, stamp))
+        return name
+
+    # The release being deployed was used longest ago: it stays all the same, and is not built again.
+    cached(release_id, age=7000)
+    older = [cached(f"{index:012x}", age=1000 * index) for index in range(1, 7)]
+    (build_root / "notes").mkdir()
+    in_use = cached("f" * 12, age=9000)
+    with open(build_root / in_use / key / "release.tar.gz.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
+    assert outcome == "CHANGED"
+    assert result["pruned"] == sorted(older[2:])
+    assert sorted(path.name for path in build_root.iterdir()) == sorted([release_id, *older[:2], "notes", in_use])
+    assert (build_root / release_id).stat().st_mtime > time.time() - 60
+    assert result["artifacts"] == {key: str(build_root / release_id / key / "release.tar.gz")}
+
+    # Once the other run is done with it, the next run removes it; the one after changes nothing.
+    outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
+    assert (outcome, result["pruned"]) == ("CHANGED", [in_use])
+    outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
+    assert (outcome, result["pruned"]) == ("SUCCESS", [])
+    assert sorted(path.name for path in build_root.iterdir()) == sorted([release_id, *older[:2], "notes"])

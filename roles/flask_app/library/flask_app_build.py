@@ -16,6 +16,8 @@ description:
     the service wheel, wheels of every pinned dependency for that platform,
     the hashed requirements file and gunicorn.conf.py. Hosts install it with
     pip --no-index, so they never need a package index.
+  - Keeps the O(keep) most recently used releases in O(build_root) and removes
+    the others, except one whose build lock another run holds.
   - Runs on the controller (delegate_to localhost, run_once).
 options:
   source_dir:
@@ -23,9 +25,16 @@ options:
     type: path
     required: true
   build_root:
-    description: Cache directory; artifacts go to build_root/<release_id>/<platform>/.
+    description: Cache directory; artifacts go to build_root/<release_id>/<platform key>/.
     type: path
     required: true
+  keep:
+    description:
+      - Releases kept in O(build_root), the one being deployed included; the others
+        are removed, oldest use first. V(0) keeps every release.
+      - Only directories named like a release id are ever removed.
+    type: int
+    default: 0
   platforms:
     description: Target platforms, each with C(python) ("3.11"), C(arch) ("x86_64") and C(glibc) ("2.36").
     type: list
@@ -43,14 +52,20 @@ release_id:
   type: str
   returned: always
 artifacts:
-  description: Tarball path per platform key "<python>-<arch>".
+  description: Tarball path per platform key "<python>-<arch>-glibc<glibc>".
   type: dict
+  returned: always
+pruned:
+  description: Release ids removed from O(build_root) by this run.
+  type: list
+  elements: str
   returned: always
 """
 
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -66,6 +81,8 @@ IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
 # How long a build waits for another build of the same release (pip downloads included).
 LOCK_TIMEOUT_SECONDS = 1800
+# What a release directory in the cache is called: the only names pruning removes.
+RELEASE_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
 def release_inputs(source_dir):
@@ -175,6 +192,45 @@ def build_once(module, source_dir, pip_python, platform, destination):
         return True
 
 
+def platform_key(platform):
+    """Artifacts differ by Python version, CPU and glibc (the manylinux wheels it can run)."""
+    return "%s-%s-glibc%s" % (platform["python"], platform["arch"], platform["glibc"])
+
+
+def remove_unless_locked(directory):
+    """Remove a release's directory unless a run holds one of its build locks; return whether it did."""
+    held = []
+    try:
+        for dirpath, _, filenames in os.walk(directory):
+            for filename in filenames:
+                if filename.endswith(".lock"):
+                    lock = open(os.path.join(dirpath, filename), "a")
+                    held.append(lock)
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        return False
+        shutil.rmtree(directory)
+        return True
+    finally:
+        for lock in held:
+            lock.close()
+
+
+def prune(build_root, keep, release_id):
+    """Remove all but the `keep` most recently used releases; return the ids removed.
+
+    Every run stamps the directory of the release it deploys before it looks
+    for the artifact, so a redeploy of an old release counts as recent. A
+    release whose build lock is held (another run is building it) stays.
+    """
+    releases = [name for name in os.listdir(build_root)
+                if RELEASE_ID.match(name) and os.path.isdir(os.path.join(build_root, name))]
+    releases.sort(key=lambda name: (name == release_id, os.stat(os.path.join(build_root, name)).st_mtime),
+                  reverse=True)
+    return sorted(name for name in releases[keep:] if remove_unless_locked(os.path.join(build_root, name)))
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -182,10 +238,13 @@ def main():
             build_root=dict(type="path", required=True),
             platforms=dict(type="list", elements="dict", required=True),
             pip_python=dict(type="path", required=True),
+            keep=dict(type="int", default=0),
         ),
         supports_check_mode=True,
     )
     source_dir = module.params["source_dir"]
+    if module.params["keep"] < 0:
+        module.fail_json(msg="keep must be 0 (keep every release) or more, got keep=%d" % module.params["keep"])
     for name in ("pyproject.toml", "requirements.txt", "gunicorn.conf.py"):
         if not os.path.isfile(os.path.join(source_dir, name)):
             module.fail_json(msg="flask_app_source_dir=%s holds no %s: it must point at the service's app/ directory"
@@ -193,10 +252,14 @@ def main():
 
     digest = content_hash(source_dir)
     release_id = digest[:12]
+    release_dir = os.path.join(module.params["build_root"], release_id)
+    if not module.check_mode:
+        os.makedirs(release_dir, exist_ok=True)
+        os.utime(release_dir)  # the last use, which pruning goes by
     artifacts, changed = {}, False
     for platform in module.params["platforms"]:
-        key = "%s-%s" % (platform["python"], platform["arch"])
-        destination = os.path.join(module.params["build_root"], release_id, key, "release.tar.gz")
+        key = platform_key(platform)
+        destination = os.path.join(release_dir, key, "release.tar.gz")
         artifacts[key] = destination
         if os.path.isfile(destination):
             continue
@@ -205,7 +268,11 @@ def main():
             continue
         changed = build_once(module, source_dir, module.params["pip_python"], platform, destination) or changed
 
-    module.exit_json(changed=changed, release_id=release_id, content_hash=digest, artifacts=artifacts)
+    pruned = []
+    if module.params["keep"] > 0 and not module.check_mode:
+        pruned = prune(module.params["build_root"], module.params["keep"], release_id)
+    module.exit_json(changed=changed or bool(pruned), release_id=release_id, content_hash=digest,
+                     artifacts=artifacts, pruned=pruned)
 
 
 if __name__ == "__main__":
