@@ -3,7 +3,7 @@
     bench/run              full run: setups A-E interleaved, deploy timings with 2, 4, 8 backends
     bench/run --smoke      one short run per setup, deploy timings with 2 backends (part of `make test`)
     bench/run --variants   variants of setup C (Gunicorn and nginx inputs), interleaved with A and B
-    bench/run --variants --only least-conn,workers-2   some variants only (fewer labs, a quieter machine)
+    bench/run --variants --only round-robin,workers-2  some variants only (fewer labs, a quieter machine)
     bench/run --soak       the load balancer's ports under 9 x 10 s of load: the kernel's default, then the role's
     bench/run --deploy-levers   re-runs of site.yml with 8 backends, each ansible.cfg speed-up undone in turn
     bench/run --keep       leave the containers running afterwards (for a look around)
@@ -127,12 +127,13 @@ VARIANTS = {
     # A backend with one CPU (docs/benchmark.md, change 8): one gthread process, so one queue per backend
     # as with sync workers, upstream keepalive, and no recycling, which that lone worker cannot have.
     "one-cpu": ONE_CPU_BACKENDS,
-    "one-cpu-least-conn": {**ONE_CPU_BACKENDS, "nginx_lb_balance_method": "least_conn"},
+    "one-cpu-round-robin": {**ONE_CPU_BACKENDS, "nginx_lb_balance_method": "round_robin"},
     "one-cpu-4-threads": {**ONE_CPU_BACKENDS, "flask_app_threads": 4},
     "gthread": {"flask_app_worker_class": "gthread"},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
     "workers-2": {"flask_app_workers": 2},
-    "least-conn": {"nginx_lb_balance_method": "least_conn"},
+    # The load balancer's default until change 9: the original recipe's method.
+    "round-robin": {"nginx_lb_balance_method": "round_robin"},
     "request-log": {"flask_app_request_log": True},
 }
 

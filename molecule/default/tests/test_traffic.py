@@ -1,8 +1,10 @@
 """Real HTTP through the load balancer to the backends."""
 
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, wait
 
-from conftest import EXPECTED_BODY, SERVICE, request, wait_for
+from conftest import EXPECTED_BODY, SERVICE, inventory, request, wait_for
 
 testinfra_hosts = []
 
@@ -22,7 +24,7 @@ def test_requests_are_spread_over_every_backend(lb_url, backend_by_address):
     served = Counter(backend_by_address[request(f"{lb_url}/requestme").headers["X-Upstream-Addr"]]
                      for _ in range(100))
     assert set(served) == set(backend_by_address.values()), served
-    # Round robin: no backend gets less than a third of its fair share.
+    # One at a time, every backend is free: no backend gets less than a third of its fair share.
     assert min(served.values()) >= 100 / len(backend_by_address) / 3, served
 
 
@@ -60,3 +62,32 @@ def test_requests_survive_a_stopped_backend(lb_url, backend_by_address, backend_
     wait_for(lambda: victim in {backend_by_address[request(f"{lb_url}/requestme").headers["X-Upstream-Addr"]
                                                    .split(", ")[-1]] for _ in range(10)},
              timeout=30, what=f"{victim} to serve again")
+
+
+def test_a_stalled_backend_is_sent_one_request_not_half(lb_url, backend_by_address, backend_host):
+    # least_conn, the default: while a backend's answer is late, the free ones get
+    # the next requests. Round robin would send the stalled backend every other one.
+    victim = sorted(backend_by_address.values())[0]
+    host = backend_host(victim)
+    lb = inventory().get_hosts("loadbalancers")[0]
+    # Each nginx worker counts its own connections: each may send the victim one request.
+    processes = inventory().get_host(lb).check_output("ps -C nginx -o args=").splitlines()
+    nginx_workers = sum(line.startswith("nginx: worker process") for line in processes)
+    assert nginx_workers >= 1, processes
+    host.run(f"systemctl kill --signal=SIGSTOP {SERVICE}")
+    try:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = []
+            for _ in range(20):
+                answers.append(pool.submit(request, f"{lb_url}/requestme", timeout=60))
+                time.sleep(0.1)
+            wait(answers, timeout=3)
+            late = [answer for answer in answers if not answer.done()]
+            on_time = [answer.result() for answer in answers if answer.done()]
+            host.run(f"systemctl kill --signal=SIGCONT {SERVICE}")
+            assert 1 <= len(late) <= nginx_workers, f"{len(late)} of 20 requests waited for the stalled backend"
+            assert victim not in {backend_by_address[a.headers["X-Upstream-Addr"]] for a in on_time}
+            # Nothing is lost: the late ones are answered once the backend runs again.
+            assert [answer.result().status for answer in late] == [200] * len(late)
+    finally:
+        host.run(f"systemctl kill --signal=SIGCONT {SERVICE}")
