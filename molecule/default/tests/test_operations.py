@@ -206,34 +206,48 @@ def test_two_deploys_at_once_build_the_release_once(tmp_path):
 
 
 def test_the_release_cache_keeps_the_releases_used_last(tmp_path):
-    # The controller's cache keeps flask_app_releases_keep releases, by last use;
-    # it never removes what is not a release, nor a release another run builds.
+    # The controller's cache keeps flask_app_releases_keep releases, by last use. It
+    # never removes what is not a release, one used in the last 30 minutes, nor one
+    # another run builds; a failed build (no artifact) goes before any release.
     platform = host_platform()
     key = "{python}-{arch}-glibc{glibc}".format(**platform)
     build_root = tmp_path / "releases"
-    _, dry_run = _build_result(_build_release(build_root, platform, sys.executable, "--check"))
+    _, dry_run = _build_result(_build_release(build_root, platform, sys.executable, "--check", keep=3))
     assert not build_root.exists()  # a dry run writes nothing
     release_id = dry_run["release_id"]
+    hour = 3600
 
-    def cached(name, age):
+    def cached(name, age, artifact=True):
         (build_root / name / key).mkdir(parents=True)
-        (build_root / name / key / "release.tar.gz").write_bytes(b"")
+        if artifact:
+            (build_root / name / key / "release.tar.gz").write_bytes(b"")
         (build_root / name / key / "release.tar.gz.lock").touch()
         stamp = time.time() - age
         os.utime(build_root / name, (stamp, stamp))
         return name
 
-    # The release being deployed was used longest ago: it stays all the same, and is not built again.
-    cached(release_id, age=7000)
-    older = [cached(f"{index:012x}", age=1000 * index) for index in range(1, 7)]
+    # The release being deployed, used longest ago of those kept: it stays, and is not built again.
+    cached(release_id, age=7 * hour)
+    recent = cached("a" * 12, age=300)
+    # Last used in an order that is not the order of their names.
+    by_age = {hours: cached(f"{index:012x}", age=hours * hour) for index, hours in enumerate([5, 2, 6, 1, 4, 3], 1)}
+    failed = cached("b" * 12, age=45 * 60, artifact=False)
+    failed_just_now = cached("c" * 12, age=300, artifact=False)
+    in_use = cached("f" * 12, age=8 * hour)
     (build_root / "notes").mkdir()
-    in_use = cached("f" * 12, age=9000)
-    with open(build_root / in_use / key / "release.tar.gz.lock", "a") as lock:
+    kept = sorted([release_id, recent, by_age[1], failed_just_now, in_use, "notes"])
+    expected = sorted([by_age[hours] for hours in (2, 3, 4, 5, 6)] + [failed])
+
+    # A dry run lists what a run would remove, and removes nothing.
+    outcome, result = _build_result(_build_release(build_root, platform, sys.executable, "--check", keep=3))
+    assert (outcome, result["pruned"]) == ("CHANGED", sorted(expected + [in_use]))
+    assert len(list(build_root.iterdir())) == len(kept) + len(expected)
+
+    with open(build_root / in_use / key / "release.tar.gz.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
-    assert outcome == "CHANGED"
-    assert result["pruned"] == sorted(older[2:])
-    assert sorted(path.name for path in build_root.iterdir()) == sorted([release_id, *older[:2], "notes", in_use])
+    assert (outcome, result["pruned"]) == ("CHANGED", expected)
+    assert sorted(path.name for path in build_root.iterdir() if path.name != ".prune.lock") == kept
     assert (build_root / release_id).stat().st_mtime > time.time() - 60
     assert result["artifacts"] == {key: str(build_root / release_id / key / "release.tar.gz")}
 
@@ -242,4 +256,3 @@ def test_the_release_cache_keeps_the_releases_used_last(tmp_path):
     assert (outcome, result["pruned"]) == ("CHANGED", [in_use])
     outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
     assert (outcome, result["pruned"]) == ("SUCCESS", [])
-    assert sorted(path.name for path in build_root.iterdir()) == sorted([release_id, *older[:2], "notes"])

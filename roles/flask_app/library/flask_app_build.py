@@ -12,12 +12,13 @@ description:
   - Derives the release id from the content of the application source (source
     tree, pyproject.toml, pinned requirements, gunicorn.conf.py), so the same
     content always gives the same id and a re-run builds nothing.
-  - For each target platform (Python version and CPU) builds one tarball holding
+  - For each target platform (Python version, CPU and glibc) builds one tarball holding
     the service wheel, wheels of every pinned dependency for that platform,
     the hashed requirements file and gunicorn.conf.py. Hosts install it with
     pip --no-index, so they never need a package index.
   - Keeps the O(keep) most recently used releases in O(build_root) and removes
-    the others, except one whose build lock another run holds.
+    the others, except those used in the last 30 minutes or being built by
+    another run. One run prunes at a time.
   - Runs on the controller (delegate_to localhost, run_once).
 options:
   source_dir:
@@ -32,7 +33,8 @@ options:
     description:
       - Releases kept in O(build_root), the one being deployed included; the others
         are removed, oldest use first. V(0) keeps every release.
-      - Only directories named like a release id are ever removed.
+      - Only directories named like a release id are ever removed. In check mode,
+        RV(pruned) lists what a run would remove.
     type: int
     default: 0
   platforms:
@@ -82,7 +84,9 @@ IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
 # How long a build waits for another build of the same release (pip downloads included).
 LOCK_TIMEOUT_SECONDS = 1800
 # What a release directory in the cache is called: the only names pruning removes.
-RELEASE_ID = re.compile(r"^[0-9a-f]{12}$")
+RELEASE_ID = re.compile(r"[0-9a-f]{12}")
+# A release used this recently stays whatever O(keep) says: a run may be copying it to hosts.
+PRUNE_GRACE_SECONDS = LOCK_TIMEOUT_SECONDS
 
 
 def release_inputs(source_dir):
@@ -197,38 +201,79 @@ def platform_key(platform):
     return "%s-%s-glibc%s" % (platform["python"], platform["arch"], platform["glibc"])
 
 
-def remove_unless_locked(directory):
-    """Remove a release's directory unless a run holds one of its build locks; return whether it did."""
+def last_use(directory):
+    """When a run last used this release (its stamp), or None once it is gone."""
+    try:
+        return os.stat(directory).st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def has_artifact(directory):
+    return any("release.tar.gz" in names for _, _, names in os.walk(directory))
+
+
+def remove_unless_in_use(directory, seen_use):
+    """Remove a release's directory unless a run builds it or stamped it since `seen_use`.
+
+    Holds every build lock of the release while it checks and removes, so no
+    build starts in it meanwhile. Returns whether it removed the directory.
+    """
     held = []
     try:
         for dirpath, _, filenames in os.walk(directory):
             for filename in filenames:
                 if filename.endswith(".lock"):
-                    lock = open(os.path.join(dirpath, filename), "a")
+                    try:
+                        lock = open(os.path.join(dirpath, filename), "r")
+                    except FileNotFoundError:
+                        return False
                     held.append(lock)
                     try:
                         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
                         return False
-        shutil.rmtree(directory)
+        if last_use(directory) != seen_use:
+            return False
+        # Out of the cache's names first, so that no run finds a half-removed release.
+        trash = tempfile.mkdtemp(prefix=".pruned-", dir=os.path.dirname(directory))
+        os.rename(directory, os.path.join(trash, os.path.basename(directory)))
+        shutil.rmtree(trash)
         return True
     finally:
         for lock in held:
             lock.close()
 
 
-def prune(build_root, keep, release_id):
-    """Remove all but the `keep` most recently used releases; return the ids removed.
+def prune_candidates(build_root, keep, release_id):
+    """(id, last use) of the releases beyond the `keep` used last, oldest use first, minus recent ones.
 
-    Every run stamps the directory of the release it deploys before it looks
-    for the artifact, so a redeploy of an old release counts as recent. A
-    release whose build lock is held (another run is building it) stays.
+    Every run stamps the release it deploys, so a redeploy of an old release
+    counts as recent. Releases without an artifact (a failed build) go first.
     """
-    releases = [name for name in os.listdir(build_root)
-                if RELEASE_ID.match(name) and os.path.isdir(os.path.join(build_root, name))]
-    releases.sort(key=lambda name: (name == release_id, os.stat(os.path.join(build_root, name)).st_mtime),
-                  reverse=True)
-    return sorted(name for name in releases[keep:] if remove_unless_locked(os.path.join(build_root, name)))
+    releases = []
+    for name in os.listdir(build_root):
+        directory = os.path.join(build_root, name)
+        used = last_use(directory)
+        if RELEASE_ID.fullmatch(name) and used is not None and os.path.isdir(directory):
+            releases.append((name == release_id, has_artifact(directory), used, name))
+    releases.sort(reverse=True)
+    recent = time.time() - PRUNE_GRACE_SECONDS
+    return [(name, used) for _, _, used, name in reversed(releases[keep:]) if used <= recent]
+
+
+def prune(build_root, keep, release_id):
+    """Remove the prune candidates that no run uses now; return their ids.
+
+    Nothing is pruned while another run prunes the same cache.
+    """
+    with open(os.path.join(build_root, ".prune.lock"), "a") as prune_lock:
+        try:
+            fcntl.flock(prune_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []
+        return sorted(name for name, used in prune_candidates(build_root, keep, release_id)
+                      if remove_unless_in_use(os.path.join(build_root, name), used))
 
 
 def main():
@@ -252,10 +297,10 @@ def main():
 
     digest = content_hash(source_dir)
     release_id = digest[:12]
-    release_dir = os.path.join(module.params["build_root"], release_id)
-    if not module.check_mode:
-        os.makedirs(release_dir, exist_ok=True)
-        os.utime(release_dir)  # the last use, which pruning goes by
+    build_root = module.params["build_root"]
+    release_dir = os.path.join(build_root, release_id)
+    if not module.check_mode and os.path.isdir(release_dir):
+        os.utime(release_dir)  # the last use, which pruning goes by: early, so that no other run prunes it now
     artifacts, changed = {}, False
     for platform in module.params["platforms"]:
         key = platform_key(platform)
@@ -269,8 +314,13 @@ def main():
         changed = build_once(module, source_dir, module.params["pip_python"], platform, destination) or changed
 
     pruned = []
-    if module.params["keep"] > 0 and not module.check_mode:
-        pruned = prune(module.params["build_root"], module.params["keep"], release_id)
+    if module.params["keep"] > 0 and os.path.isdir(build_root):
+        if module.check_mode:
+            pruned = sorted(name for name, _ in prune_candidates(build_root, module.params["keep"], release_id))
+        else:
+            if os.path.isdir(release_dir):
+                os.utime(release_dir)
+            pruned = prune(build_root, module.params["keep"], release_id)
     module.exit_json(changed=changed or bool(pruned), release_id=release_id, content_hash=digest,
                      artifacts=artifacts, pruned=pruned)
 
