@@ -1,0 +1,121 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Read what the nginx_lb role decides on about a load balancer, in one round trip."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nginx_lb_host_state
+short_description: Report a load balancer's missing packages, kernel settings, files and nginx's state
+description:
+  - Reads, without changing anything, which of I(packages) dpkg does not list
+    as installed, whether each kernel setting in I(sysctl) exists under
+    C(/proc/sys) and may be written there, which of I(paths) exist, and the
+    I(service) unit's ActiveState and UnitFileState.
+  - One module run instead of an apt, a stat per setting, a file and a systemd
+    task. On a re-run that changes nothing, those round trips are most of the
+    time the load balancer's play takes.
+options:
+  packages:
+    description: Debian packages the role installs; those not installed are returned in RV(missing_packages).
+    type: list
+    elements: str
+    default: []
+  sysctl:
+    description: Kernel setting names, e.g. C(net.ipv4.tcp_tw_reuse).
+    type: list
+    elements: str
+    default: []
+  paths:
+    description: Files whose presence the role decides on; those that exist are returned in RV(existing_paths).
+    type: list
+    elements: path
+    default: []
+  service:
+    description: A systemd unit's name, without .service.
+    type: str
+    required: true
+"""
+
+RETURN = r"""
+missing_packages:
+  description: The requested packages dpkg does not list as installed, in the order requested.
+  type: list
+  elements: str
+  returned: always
+sysctl:
+  description: Per setting name, C(exists) (under /proc/sys) and C(writeable) (not so in a container).
+  type: dict
+  returned: always
+existing_paths:
+  description: The requested paths that exist, in the order requested.
+  type: list
+  elements: str
+  returned: always
+service_active:
+  description: The unit's ActiveState (active, inactive, failed...); inactive when systemd does not know it.
+  type: str
+  returned: always
+service_enabled:
+  description: The unit's UnitFileState (enabled, disabled...); empty when systemd does not know it.
+  type: str
+  returned: always
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def installed_packages(module, packages):
+    """The subset of `packages` that dpkg reports as fully installed."""
+    if not packages:
+        return set()
+    dpkg_query = module.get_bin_path("dpkg-query")
+    if dpkg_query is None:
+        return set()
+    # Exits 1 when a package is unknown to dpkg; the ones it knows are still listed.
+    _, out, _ = module.run_command([dpkg_query, "--show", "--showformat=${db:Status-Abbrev}${binary:Package}\n",
+                                    *packages])
+    # "ii " is "desired install, status installed, no error"; the name may carry ":arch".
+    return {line[3:].split(":")[0] for line in out.splitlines() if line.startswith("ii ")}
+
+
+def unit_state(module, service):
+    systemctl = module.get_bin_path("systemctl")
+    if systemctl is None:
+        return "inactive", ""
+    rc, out, _ = module.run_command([systemctl, "show", "--property=ActiveState,UnitFileState", service + ".service"])
+    state = dict(line.partition("=")[::2] for line in out.splitlines()) if rc == 0 else {}
+    return state.get("ActiveState") or "inactive", state.get("UnitFileState", "")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "packages": {"type": "list", "elements": "str", "default": []},
+            "sysctl": {"type": "list", "elements": "str", "default": []},
+            "paths": {"type": "list", "elements": "path", "default": []},
+            "service": {"type": "str", "required": True},
+        },
+        supports_check_mode=True,
+    )
+    installed = installed_packages(module, module.params["packages"])
+    sysctl = {}
+    for name in module.params["sysctl"]:
+        path = os.path.join("/proc/sys", *name.split("."))
+        sysctl[name] = {"exists": os.path.exists(path), "writeable": os.access(path, os.W_OK)}
+    active, enabled = unit_state(module, module.params["service"])
+    module.exit_json(
+        changed=False,
+        missing_packages=[package for package in module.params["packages"] if package not in installed],
+        sysctl=sysctl,
+        existing_paths=[path for path in module.params["paths"] if os.path.lexists(path)],
+        service_active=active,
+        service_enabled=enabled,
+    )
+
+
+if __name__ == "__main__":
+    main()
