@@ -129,6 +129,8 @@ VARIANTS = {
     "one-cpu": ONE_CPU_BACKENDS,
     "one-cpu-round-robin": {**ONE_CPU_BACKENDS, "nginx_lb_balance_method": "round_robin"},
     "one-cpu-4-threads": {**ONE_CPU_BACKENDS, "flask_app_threads": 4},
+    # One request at a time per backend: does the profile's tail come from its two threads sharing one core?
+    "one-cpu-1-thread": {**ONE_CPU_BACKENDS, "flask_app_threads": 1},
     "gthread": {"flask_app_worker_class": "gthread"},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
     "workers-2": {"flask_app_workers": 2},
