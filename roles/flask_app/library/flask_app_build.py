@@ -300,7 +300,9 @@ def main():
     build_root = module.params["build_root"]
     release_dir = os.path.join(build_root, release_id)
     if not module.check_mode and os.path.isdir(release_dir):
-        os.utime(release_dir)  # the last use, which pruning goes by: early, so that no other run prunes it now
+        # The last use, which pruning goes by; early, so that no other run prunes it now. A release built
+        # by this run needs no stamp: creating its platform directory set its time.
+        os.utime(release_dir)
     artifacts, changed = {}, False
     for platform in module.params["platforms"]:
         key = platform_key(platform)
@@ -318,8 +320,6 @@ def main():
         if module.check_mode:
             pruned = sorted(name for name, _ in prune_candidates(build_root, module.params["keep"], release_id))
         else:
-            if os.path.isdir(release_dir):
-                os.utime(release_dir)
             pruned = prune(build_root, module.params["keep"], release_id)
     module.exit_json(changed=changed or bool(pruned), release_id=release_id, content_hash=digest,
                      artifacts=artifacts, pruned=pruned)
