@@ -130,9 +130,11 @@ def _choice(name, default, choices):
 
 
 def _usable_cpu_count():
-    # CPUs this process may run on (cgroup/affinity limits included), which
-    # can be fewer than the machine has. Not every platform (or seccomp
-    # filter) offers sched_getaffinity, hence the fallback.
+    # CPUs this process may run on (its affinity, which a cpuset cgroup
+    # narrows), which can be fewer than the machine has. A CPU quota
+    # (systemd's CPUQuota=, docker --cpus) is not counted: set WORKERS then.
+    # Not every platform (or seccomp filter) offers sched_getaffinity, hence
+    # the fallback.
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

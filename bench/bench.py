@@ -133,7 +133,9 @@ VARIANTS = {
     "one-cpu-1-thread": {**ONE_CPU_BACKENDS, "flask_app_threads": 1},
     "gthread": {"flask_app_worker_class": "gthread"},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
+    # Fewer sync workers than Gunicorn's 2 x CPUs + 1: in this lab two backends share 2 cores.
     "workers-2": {"flask_app_workers": 2},
+    "workers-3": {"flask_app_workers": 3},
     # The load balancer's default until change 9: the original recipe's method.
     "round-robin": {"nginx_lb_balance_method": "round_robin"},
     "request-log": {"flask_app_request_log": True},
