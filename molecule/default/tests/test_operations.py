@@ -105,6 +105,10 @@ BAD_INPUTS = {
     "an extra setting with an input of its own": (
         {}, ["-e", '{"flask_app_extra_settings": {"HELLO_SERVICE_ACCESS_LOG": "-", "HELLO_SERVICE_WORKERS": "1"}}'],
         "flask_app_extra_settings must not set what a role input sets; got HELLO_SERVICE_WORKERS (use flask_app_workers)"),
+    "a host name among the trusted proxies": (
+        {}, ["-e", "flask_app_forwarded_allow_ips=10.0.0.5,lb1.internal"],
+        "flask_app_forwarded_allow_ips must list IP addresses or networks, comma separated, or *; got lb1.internal "
+        "in '10.0.0.5,lb1.internal'"),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }

@@ -124,6 +124,54 @@ def test_rollback_to_a_missing_release_fails_before_any_change(hosts_file):
     assert {name: current_release(name) for name in BACKENDS} == {name: state["R1"] for name in BACKENDS}
 
 
+SITE = f"/etc/nginx/conf.d/{SERVICE}.conf"
+
+
+def releases_installed(name):
+    return host(name).check_output(f"ls /opt/{SERVICE}/releases")
+
+
+def test_batch_as_large_as_the_backends_in_rotation_is_refused_before_any_change(tmp_path, hosts_file):
+    before = {name: (started_at(name), releases_installed(name)) for name in BACKENDS}
+    source = app_copy(tmp_path, lambda text: text + "\n# A release that must not be staged.\n")
+    for batch in ("3", "100%"):
+        returncode, output, _ = run_playbook("playbooks/rolling_update.yml", hosts_file, "-e", f"rolling_serial={batch}",
+                                             "-e", f"flask_app_source_dir={source}", check=False)
+        assert returncode != 0
+        assert f"rolling_serial={batch} switches 3 backends at a time, but only 3 are in rotation" in output, output[-3000:]
+    assert {name: (started_at(name), releases_installed(name)) for name in BACKENDS} == before
+
+
+def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path, hosts_file, lb_address):
+    # app3 is out of rotation on the load balancer only (say, left there by an interrupted run), so
+    # the inventory check passes; app1 and app2 would go out together and leave nothing serving.
+    lb = host("lb1")
+    lb.run_expect([0], f"sed -i 's/; # backend=app3$/ down; # backend=app3/' {SITE} && systemctl reload nginx")
+    try:
+        source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
+        output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
+                                      "-e", f"flask_app_source_dir={source}", expect_success=False)
+        assert "taking app1, app2 out of rotation on lb1 would leave no backend serving" in output, output[-3000:]
+        drained = [line for line in lb.file(SITE).content_string.splitlines() if " down;" in line]
+        assert len(drained) == 1 and drained[0].endswith("# backend=app3"), drained
+        assert {name: current_release(name) for name in BACKENDS} == {name: state["R1"] for name in BACKENDS}
+    finally:
+        run_playbook("playbooks/loadbalancers.yml", hosts_file)
+    assert "down;" not in lb.file(SITE).content_string
+
+
+def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_address):
+    source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
+    output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
+                                  "-e", f"flask_app_source_dir={source}")
+    releases = {name: serving_release(name) for name in BACKENDS}
+    assert len(set(releases.values())) == 1 and releases["app1"] != state["R1"], releases
+    # Two batches, app1 and app2 together, then app3: one play output header per batch.
+    assert output.count("PLAY [Switch backends in batches, out of rotation]") == 2, output[-3000:]
+    assert "down;" not in host("lb1").file(SITE).content_string
+    state["R4"] = releases["app1"]
+
+
 def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):
     # app2 and app3 are marked down in the inventory: app1 is the only backend serving.
     hosts_file = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS)
@@ -135,4 +183,4 @@ def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_addr
                                          "-e", f"flask_app_source_dir={source}", check=False)
     assert returncode != 0
     assert "would leave no backend serving" in output
-    assert current_release("app1") == state["R1"]
+    assert current_release("app1") == state["R4"]
