@@ -109,6 +109,9 @@ BAD_INPUTS = {
         {}, ["-e", "flask_app_forwarded_allow_ips=10.0.0.5,lb1.internal"],
         "flask_app_forwarded_allow_ips must list IP addresses or networks, comma separated, or *; got lb1.internal "
         "in '10.0.0.5,lb1.internal'"),
+    "a backend address with a port": ({"backends": {"nginx_lb_backend_address": "10.0.0.11:8080"}}, [],
+                                      'nginx_lb_backend_address of app1 must be a host name or an IP address '
+                                      '(IPv6 with or without brackets, no port), got "10.0.0.11:8080"'),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }

@@ -172,6 +172,35 @@ def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_
     state["R4"] = releases["app1"]
 
 
+def previous_release(name):
+    return host(name).file(f"/opt/{SERVICE}/previous").linked_to.rsplit("/", 1)[1]
+
+
+def test_rollback_after_a_partial_rollout_is_refused_until_a_release_is_named(tmp_path, hosts_file, lb_address):
+    # A rollout that reached app1 only (here by --limit): app1 runs R5 after R4, app2 and app3 still run R4.
+    source = app_copy(tmp_path, lambda text: text + "\n# A release that reaches app1 only.\n")
+    run_playbook("playbooks/rolling_update.yml", hosts_file, "--limit", "app1", "-e", f"flask_app_source_dir={source}")
+    r5 = current_release("app1")
+    assert r5 != state["R4"] and previous_release("app1") == state["R4"]
+    assert [current_release(name) for name in BACKENDS[1:]] == [state["R4"], state["R4"]]
+    # Each host's own previous release would be R4 for app1 and an older one for the others.
+    before = {name: started_at(name) for name in BACKENDS}
+    returncode, output, _ = run_playbook("playbooks/rollback.yml", hosts_file, check=False)
+    assert returncode != 0
+    unwrapped = " ".join(output.split())
+    assert "the backends would roll back to different releases" in unwrapped, output[-3000:]
+    assert f"app1: {r5} -> {state['R4']}" in unwrapped
+    assert f"app2: {state['R4']} -> {previous_release('app2')}" in unwrapped
+    assert "choose one for all with -e release=ID" in unwrapped
+    assert {name: started_at(name) for name in BACKENDS} == before
+    assert current_release("app1") == r5
+    # Named, the rollback switches app1 alone: the others already run R4.
+    deploy_under_load("playbooks/rollback.yml", hosts_file, lb_address, "-e", f"release={state['R4']}")
+    assert {name: serving_release(name) for name in BACKENDS} == {name: state["R4"] for name in BACKENDS}
+    assert {name: started_at(name) for name in BACKENDS[1:]} == {name: before[name] for name in BACKENDS[1:]}
+    assert "down;" not in host("lb1").file(SITE).content_string
+
+
 def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):
     # app2 and app3 are marked down in the inventory: app1 is the only backend serving.
     hosts_file = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS)
