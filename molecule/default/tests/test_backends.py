@@ -74,8 +74,9 @@ def _seconds(systemd_span):
     return total
 
 
-def test_settings_file_is_not_world_readable(host):
-    settings = host.file(f"/etc/{SERVICE}/settings.env")
+@pytest.mark.parametrize("suffix", ["", ".staged"])
+def test_settings_file_is_not_world_readable(host, suffix):
+    settings = host.file(f"/etc/{SERVICE}/settings.env{suffix}")
     assert settings.user == "root"
     assert settings.group == SERVICE
     assert settings.mode == 0o640

@@ -112,6 +112,10 @@ BAD_INPUTS = {
     "a backend address with a port": ({"backends": {"nginx_lb_backend_address": "10.0.0.11:8080"}}, [],
                                       'nginx_lb_backend_address of app1 must be a host name or an IP address '
                                       '(IPv6 with or without brackets, no port), got "10.0.0.11:8080"'),
+    "the load balancers' port is not the service's": (
+        {}, ["-e", "nginx_lb_backend_default_port=8081"],
+        "app1: the load balancers would send to port 8081 (nginx_lb_backend_port, else nginx_lb_backend_default_port) "
+        "but the service listens on flask_app_port=8080"),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }

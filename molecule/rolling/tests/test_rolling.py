@@ -37,6 +37,10 @@ def current_release(name):
     return host(name).file(f"/opt/{SERVICE}/current").linked_to.rsplit("/", 1)[1]
 
 
+def settings(name):
+    return host(name).file(f"/etc/{SERVICE}/settings.env").content_string
+
+
 def serving_release(name):
     return healthz(host(name))["release"]
 
@@ -91,11 +95,12 @@ def test_broken_release_stops_after_the_first_batch(tmp_path, hosts_file, lb_add
     # Builds, installs and passes `gunicorn --check-config`, but never reports healthy.
     source = app_copy(tmp_path, lambda text: text + "\n\n@bp.before_app_request\ndef _broken():\n    from flask import request, abort\n"
                         "    if request.path == '/healthz':\n        abort(503)\n")
+    # With a settings change too: the hosts must keep the settings their release runs with.
     output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address,
                                   "-e", f"flask_app_source_dir={source}", "-e", "flask_app_health_timeout=10",
-                                  expect_success=False)
+                                  "-e", "flask_app_timeout=31", expect_success=False)
     assert "did not become healthy on app1" in output
-    assert "reverted to release " + state["R2"] in output
+    assert "reverted to release " + state["R2"] + " and the settings it ran with" in " ".join(output.split())
     assert "stays out of rotation" in output
     # app1 went back to R2 and serves it, out of rotation; the others were never switched.
     assert current_release("app1") == state["R2"] and serving_release("app1") == state["R2"]
@@ -104,12 +109,16 @@ def test_broken_release_stops_after_the_first_batch(tmp_path, hosts_file, lb_add
     for name in BACKENDS[1:]:
         assert current_release(name) == state["R2"]
         assert started_at(name) == untouched[name], f"{name} was restarted"
+    for name in BACKENDS:
+        assert "HELLO_SERVICE_TIMEOUT=30\n" in settings(name), f"{name} has settings its release was not started with"
 
 
 def test_rollback_under_load_returns_every_backend_to_the_previous_release(hosts_file, lb_address):
     deploy_under_load("playbooks/rollback.yml", hosts_file, lb_address)
     releases = {name: serving_release(name) for name in BACKENDS}
     assert set(releases.values()) == {state["R1"]}, releases
+    # A rollback keeps the settings in force, not those the failed rollout staged.
+    assert all("HELLO_SERVICE_TIMEOUT=30\n" in settings(name) for name in BACKENDS)
     # The backend kept out after the broken release is back in rotation.
     assert "down;" not in host("lb1").file("/etc/nginx/conf.d/hello-service.conf").content_string
 
@@ -199,6 +208,40 @@ def test_rollback_after_a_partial_rollout_is_refused_until_a_release_is_named(tm
     assert {name: serving_release(name) for name in BACKENDS} == {name: state["R4"] for name in BACKENDS}
     assert {name: started_at(name) for name in BACKENDS[1:]} == {name: before[name] for name in BACKENDS[1:]}
     assert "down;" not in host("lb1").file(SITE).content_string
+
+
+def listening_ports(name):
+    return {line.split()[3].rsplit(":", 1)[1] for line in host(name).check_output("ss -Htln").splitlines()}
+
+
+def upstream_lines():
+    return [line.strip() for line in host("lb1").file(SITE).content_string.splitlines()
+            if line.strip().startswith("server ") and "# backend=" in line]
+
+
+def test_a_port_change_takes_each_backend_out_of_rotation_and_back_at_the_new_port(tmp_path, hosts_file, lb_address):
+    moved = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS},
+                            {**LB_VARS, "backends": {"flask_app_port": 8081, "nginx_lb_backend_port": 8081}})
+    # The same source as R4: the release stays, only the port changes.
+    source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
+    before = {name: started_at(name) for name in BACKENDS}
+    # The backends' playbook alone: each backend must come back at 8081 on the load balancer.
+    deploy_under_load("playbooks/rolling_update.yml", moved, lb_address, "-e", f"flask_app_source_dir={source}")
+    for name in BACKENDS:
+        assert current_release(name) == state["R4"]
+        assert started_at(name) != before[name], f"{name} was not restarted"
+        ports = listening_ports(name)
+        assert "8081" in ports and "8080" not in ports, ports
+    lines = upstream_lines()
+    assert len(lines) == 3 and all(":8081 " in line and " down;" not in line for line in lines), lines
+    # site.yml renders that same upstream from the inventory: nothing is left to change.
+    _, _, recap = run_playbook("site.yml", moved, "-e", f"flask_app_source_dir={source}")
+    assert all(counts["changed"] == 0 for counts in recap.values()), recap
+    # Back to 8080, this time through site.yml.
+    deploy_under_load("site.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
+    assert all(listening_ports(name) >= {"8080"} and "8081" not in listening_ports(name) for name in BACKENDS)
+    assert all(":8080 " in line for line in upstream_lines()), upstream_lines()
+    assert {name: serving_release(name) for name in BACKENDS} == {name: state["R4"] for name in BACKENDS}
 
 
 def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):

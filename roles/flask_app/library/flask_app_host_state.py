@@ -12,8 +12,8 @@ description:
   - Reads, without changing anything, what the flask_app role decides on.
     The releases installed under I(prefix) (newest first, and whether each
     finished installing), the releases the C(current) and C(previous) links
-    point at, the service's systemd ActiveState, and which of I(packages)
-    dpkg does not list as installed.
+    point at, the service's systemd ActiveState, the TCP ports its user
+    listens on, and which of I(packages) dpkg does not list as installed.
   - One module run instead of a stat, find, systemd and apt task each. On a
     re-run that changes nothing, those round trips are most of the time a
     deploy spends per host.
@@ -31,6 +31,9 @@ options:
     type: list
     elements: str
     default: []
+  user:
+    description: The account the service runs as; the TCP ports it listens on are returned in RV(listening_ports).
+    type: str
 """
 
 RETURN = r"""
@@ -56,9 +59,17 @@ missing_packages:
   type: list
   elements: str
   returned: always
+listening_ports:
+  description: >-
+    TCP ports with a listening socket owned by I(user): where the running service answers, whatever its
+    settings file now says. Empty when it is not running, or without I(user).
+  type: list
+  elements: int
+  returned: always
 """
 
 import os
+import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -113,12 +124,39 @@ def _missing_packages(module, packages):
     return [package for package in packages if package not in installed]
 
 
+def _listening_ports(user):
+    """TCP ports with a listening socket owned by `user` (IPv4 and IPv6).
+
+    Read from /proc/net/tcp{,6}, which any process may read: a process's own
+    file descriptors would need ptrace rights, which a container's root may
+    lack. The service is the only thing that runs as its user.
+    """
+    try:
+        uid = str(pwd.getpwnam(user).pw_uid)
+    except KeyError:
+        return []
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as sockets:
+                rows = sockets.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local_address is HEXADDR:HEXPORT; st 0A is LISTEN; then the owner's uid.
+            if len(fields) > 7 and fields[3] == "0A" and fields[7] == uid:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
             "prefix": {"type": "path", "required": True},
             "service": {"type": "str", "required": True},
             "packages": {"type": "list", "elements": "str", "default": []},
+            "user": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -130,6 +168,7 @@ def main():
         releases=_releases(os.path.join(prefix, "releases")),
         service_state=_service_state(module, module.params["service"]),
         missing_packages=_missing_packages(module, module.params["packages"]),
+        listening_ports=_listening_ports(module.params["user"]) if module.params["user"] else [],
     )
 
 
