@@ -34,6 +34,11 @@ options:
   user:
     description: The account the service runs as; the TCP ports it listens on are returned in RV(listening_ports).
     type: str
+  settings_file:
+    description: >-
+      The service's settings file; RV(settings_staged_in_force) says whether the staged copy next to it
+      (the same name with C(.staged)) holds the same bytes.
+    type: path
 """
 
 RETURN = r"""
@@ -66,8 +71,13 @@ listening_ports:
   type: list
   elements: int
   returned: always
+settings_staged_in_force:
+  description: Whether the settings file and its staged copy both exist and are identical.
+  type: bool
+  returned: always
 """
 
+import filecmp
 import os
 import pwd
 
@@ -150,6 +160,15 @@ def _listening_ports(user):
     return sorted(ports)
 
 
+def _staged_in_force(path):
+    if not path:
+        return False
+    try:
+        return filecmp.cmp(path, path + ".staged", shallow=False)
+    except OSError:
+        return False
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -157,6 +176,7 @@ def main():
             "service": {"type": "str", "required": True},
             "packages": {"type": "list", "elements": "str", "default": []},
             "user": {"type": "str"},
+            "settings_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -169,6 +189,7 @@ def main():
         service_state=_service_state(module, module.params["service"]),
         missing_packages=_missing_packages(module, module.params["packages"]),
         listening_ports=_listening_ports(module.params["user"]) if module.params["user"] else [],
+        settings_staged_in_force=_staged_in_force(module.params["settings_file"]),
     )
 
 
