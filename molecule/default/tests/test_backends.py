@@ -82,6 +82,15 @@ def test_settings_file_is_not_world_readable(host, suffix):
     assert settings.mode == 0o640
 
 
+def test_the_unit_in_force_is_the_staged_one(host):
+    staged = host.file(f"/etc/{SERVICE}/{SERVICE}.service.staged")
+    live = host.file(f"/etc/systemd/system/{SERVICE}.service")
+    assert (staged.user, staged.group, staged.mode) == ("root", "root", 0o644)
+    assert staged.content_string == live.content_string
+    # systemd loads the unit from its own directory, never the staged copy.
+    assert host.check_output(f"systemctl show -p FragmentPath --value {SERVICE}") == live.path
+
+
 def test_code_is_owned_by_root_and_not_writable_by_the_service(host):
     current = host.file(f"/opt/{SERVICE}/current")
     assert current.is_symlink

@@ -244,6 +244,31 @@ def test_a_port_change_takes_each_backend_out_of_rotation_and_back_at_the_new_po
     assert {name: serving_release(name) for name in BACKENDS} == {name: state["R4"] for name in BACKENDS}
 
 
+def unit(name):
+    return host(name).file(f"/etc/systemd/system/{SERVICE}.service").content_string
+
+
+def test_a_unit_the_service_cannot_start_under_is_reverted_on_the_first_host(tmp_path, hosts_file, lb_address):
+    # The same source as R4: only the unit changes. Without AF_INET Gunicorn cannot open its socket.
+    source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
+    before = {name: (started_at(name), unit(name)) for name in BACKENDS}
+    output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address,
+                                  "-e", f"flask_app_source_dir={source}", "-e", "flask_app_health_timeout=10",
+                                  "-e", '{"flask_app_restrict_address_families": ["AF_UNIX"]}', expect_success=False)
+    assert "did not become healthy on app1" in output
+    assert f"put back the systemd unit it ran with on release {state['R4']}" in " ".join(output.split())
+    # app1 runs R4 under the unit it had, out of rotation; the others were not restarted.
+    assert serving_release("app1") == state["R4"]
+    assert {name: unit(name) for name in BACKENDS} == {name: before[name][1] for name in BACKENDS}
+    assert "RestrictAddressFamilies=AF_UNIX\n" in host("app2").file(f"/etc/{SERVICE}/{SERVICE}.service.staged").content_string
+    reverted = {name: started_at(name) for name in BACKENDS}
+    assert {name: reverted[name] for name in BACKENDS[1:]} == {name: before[name][0] for name in BACKENDS[1:]}
+    # Without the bad input the staged unit is the live one again: no restart, and app1 goes back in rotation.
+    deploy_under_load("site.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
+    assert {name: started_at(name) for name in BACKENDS} == reverted
+    assert "down;" not in host("lb1").file(SITE).content_string
+
+
 def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):
     # app2 and app3 are marked down in the inventory: app1 is the only backend serving.
     hosts_file = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS)

@@ -13,7 +13,8 @@ description:
     The releases installed under I(prefix) (newest first, and whether each
     finished installing), the releases the C(current) and C(previous) links
     point at, the service's systemd ActiveState, the TCP ports its user
-    listens on, and which of I(packages) dpkg does not list as installed.
+    listens on, which of I(packages) dpkg does not list as installed, and
+    the checksums of I(files).
   - One module run instead of a stat, find, systemd and apt task each. On a
     re-run that changes nothing, those round trips are most of the time a
     deploy spends per host.
@@ -34,11 +35,11 @@ options:
   user:
     description: The account the service runs as; the TCP ports it listens on are returned in RV(listening_ports).
     type: str
-  settings_file:
-    description: >-
-      The service's settings file; RV(settings_staged_in_force) says whether the staged copy next to it
-      (the same name with C(.staged)) holds the same bytes.
-    type: path
+  files:
+    description: Files whose SHA-1 checksums are returned in RV(checksums).
+    type: list
+    elements: path
+    default: []
 """
 
 RETURN = r"""
@@ -71,13 +72,14 @@ listening_ports:
   type: list
   elements: int
   returned: always
-settings_staged_in_force:
-  description: Whether the settings file and its staged copy both exist and are identical.
-  type: bool
+checksums:
+  description: >-
+    The SHA-1 checksum of each of I(files), as the copy and template modules report it; empty for a
+    file that does not exist.
+  type: dict
   returned: always
 """
 
-import filecmp
 import os
 import pwd
 
@@ -160,13 +162,8 @@ def _listening_ports(user):
     return sorted(ports)
 
 
-def _staged_in_force(path):
-    if not path:
-        return False
-    try:
-        return filecmp.cmp(path, path + ".staged", shallow=False)
-    except OSError:
-        return False
+def _checksums(module, paths):
+    return {path: module.sha1(path) if os.path.isfile(path) else "" for path in paths}
 
 
 def main():
@@ -176,7 +173,7 @@ def main():
             "service": {"type": "str", "required": True},
             "packages": {"type": "list", "elements": "str", "default": []},
             "user": {"type": "str"},
-            "settings_file": {"type": "path"},
+            "files": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
@@ -189,7 +186,7 @@ def main():
         service_state=_service_state(module, module.params["service"]),
         missing_packages=_missing_packages(module, module.params["packages"]),
         listening_ports=_listening_ports(module.params["user"]) if module.params["user"] else [],
-        settings_staged_in_force=_staged_in_force(module.params["settings_file"]),
+        checksums=_checksums(module, module.params["files"]),
     )
 
 
