@@ -72,6 +72,20 @@ def test_check_diff_on_converged_hosts_changes_nothing(hosts_file):
     assert recap and all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), output[-4000:]
 
 
+def test_a_backend_without_a_staged_unit_is_not_restarted(hosts_file):
+    # As on a backend deployed before units were staged: the live unit is current, its staged copy missing.
+    app1 = inventory().get_host("app1")
+    staged = f"/etc/{SERVICE}/{SERVICE}.service.staged"
+    app1.run_expect([0], f"rm {staged}")
+    master = gunicorn_pids("app1")[0]
+    _, output, _ = run_playbook("site.yml", hosts_file, "--check", "--diff")
+    assert "would restart app1" not in output and "would switch app1" not in output, output[-4000:]
+    assert not app1.file(staged).exists
+    run_playbook("site.yml", hosts_file)
+    assert app1.file(staged).content_string == app1.file(f"/etc/systemd/system/{SERVICE}.service").content_string
+    assert gunicorn_pids("app1")[0] == master, "app1 was restarted"
+
+
 def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
     before = {name: gunicorn_pids(name) for name in BACKENDS}
     with LoadGenerator(container_ip(container_of("lb1")), min_requests=500) as load:

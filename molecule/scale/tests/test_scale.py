@@ -48,7 +48,8 @@ def test_check_mode_previews_a_new_backend_and_changes_nothing(tmp_path, lb):
     assert recap["app1"]["changed"] == 0 and recap["app2"]["changed"] == 0, recap
     assert len(added_lines(output, "# backend=app3")) == 1, output[-3000:]
     assert not spare.file("/opt/hello-service").exists
-    assert not spare.file("/etc/systemd/system/hello-service.service").exists
+    # Neither the settings nor the unit, staged or live.
+    assert not spare.file("/etc/hello-service").exists
     assert lb.file(SITE).content_string == site
 
 
