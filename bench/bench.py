@@ -425,8 +425,9 @@ def soak(results_dir: Path, keep: bool, report: dict) -> None:
     Without upstream keepalive the load balancer opens a connection to a
     backend for every request and closes about half of them first; each of
     those keeps its local port in TIME_WAIT for 60 s. The containers' own
-    /proc/sys is read-only (the role leaves it alone there), so the setting
-    the role writes on a real host is applied from this machine instead.
+    /proc/sys is read-only (the role leaves it alone there): playbooks/lab.yml
+    has the engine create the LB with the role's value, and each phase sets
+    its value from this machine.
     """
     mode = MODES["soak"]
     (lab,) = labs_of_mode("soak", results_dir)
@@ -435,9 +436,13 @@ def soak(results_dir: Path, keep: bool, report: dict) -> None:
         if role_value is None:
             raise StepFailed(f"{NGINX_LB_DEFAULTS.relative_to(PROJECT_ROOT)} sets no {SOAK_SYSCTL}: nothing to compare")
         role_value = str(role_value)
-        missing = [tool for tool in ("nsenter", "sysctl", "ss") if shutil.which(tool) is None]
+        missing = [tool for tool in ("nsenter", "unshare", "sysctl", "ss") if shutil.which(tool) is None]
         if missing:
             raise StepFailed(f"the soak needs {', '.join(missing)} on this machine (util-linux, procps, iproute2)")
+        # The lab's LB already has the role's value; a new network namespace has the kernel's own.
+        kernel_value = run(["unshare", "--net", "sysctl", "--values", SOAK_SYSCTL]).stdout.strip()
+        if kernel_value == role_value:
+            raise StepFailed(f"this kernel's default {SOAK_SYSCTL} is already {role_value}: nothing to compare")
         step(f"Preparing the soak lab {lab.network} (LB + 2 backends) with site.yml")
         prepare_lab(lab)
         lab.create_containers()
@@ -445,9 +450,8 @@ def soak(results_dir: Path, keep: bool, report: dict) -> None:
         url = lab.lb_url(loadgen.PATH)
         loadgen.wait_until_serving(url)
         check_serving({"C": url})
-        kernel_value = lab.sysctl(lab.lb_host, SOAK_SYSCTL)
-        if kernel_value == role_value:
-            raise StepFailed(f"{SOAK_SYSCTL} is already {role_value} in a new container here: nothing to compare")
+        if lab.sysctl(lab.lb_host, SOAK_SYSCTL) != role_value:
+            raise StepFailed(f"playbooks/lab.yml did not create the LB with {SOAK_SYSCTL}={role_value}")
         phases = {
             f"tw_reuse={kernel_value}": (kernel_value, f"C, the LB with the kernel's default {SOAK_SYSCTL}"),
             f"tw_reuse={role_value}": (role_value, f"C, the LB with nginx_lb_sysctl's {SOAK_SYSCTL}"),

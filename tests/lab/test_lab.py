@@ -70,6 +70,22 @@ def test_second_up_changes_nothing(clean_lab):
     print(f"idempotent make up: {elapsed:.1f}s")
 
 
+def sysctl_value(key, container=None):
+    """KEY's value in CONTAINER's network namespace, or in a new one (the kernel's default)."""
+    argv = ["docker", "exec", container] if container else ["unshare", "--net"]
+    return subprocess.run([*argv, "sysctl", "--values", key], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_load_balancer_container_runs_with_the_roles_kernel_settings(clean_lab):
+    # nginx_lb cannot write a container's /proc/sys: playbooks/lab.yml has the
+    # engine create the load balancer with nginx_lb_sysctl's network settings.
+    assert sysctl_value("net.ipv4.tcp_tw_reuse", "hello-lab-lb1") == "1"
+    # The backends get none: they keep the kernel's default.
+    default = sysctl_value("net.ipv4.tcp_tw_reuse")
+    assert default != "1"
+    assert sysctl_value("net.ipv4.tcp_tw_reuse", "hello-lab-app1") == default
+
+
 def backends_serving(count=30):
     served = set()
     for _ in range(count):
