@@ -86,6 +86,25 @@ def test_a_backend_without_a_staged_unit_is_not_restarted(hosts_file):
     assert gunicorn_pids("app1")[0] == master, "app1 was restarted"
 
 
+def test_a_rerun_repairs_the_account_and_directories_it_otherwise_skips(hosts_file):
+    # A re-run skips creating them when the host already has them as wanted;
+    # any drift must still bring those tasks back.
+    app2 = inventory().get_host("app2")
+    app2.run_expect([0], f"chmod 0775 /opt/{SERVICE}/releases && chgrp root /etc/{SERVICE}"
+                         f" && usermod --shell /bin/bash --password '*' {SERVICE}")
+    master = gunicorn_pids("app2")[0]
+    _, output, recap = run_playbook("site.yml", hosts_file)
+    assert recap["app2"]["changed"] > 0 and recap["app1"]["changed"] == 0, output[-4000:]
+    releases, config = app2.file(f"/opt/{SERVICE}/releases"), app2.file(f"/etc/{SERVICE}")
+    assert (releases.user, releases.group, releases.mode) == ("root", "root", 0o755)
+    assert (config.user, config.group, config.mode) == ("root", SERVICE, 0o750)
+    assert app2.user(SERVICE).shell == "/usr/sbin/nologin"
+    assert app2.check_output(f"getent shadow {SERVICE}").split(":")[1] == "!"
+    assert gunicorn_pids("app2")[0] == master, "app2 was restarted"
+    _, _, recap = run_playbook("site.yml", hosts_file)
+    assert all(counts["changed"] == 0 for counts in recap.values()), recap
+
+
 def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
     before = {name: gunicorn_pids(name) for name in BACKENDS}
     with LoadGenerator(container_ip(container_of("lb1")), min_requests=500) as load:

@@ -13,8 +13,9 @@ description:
     The releases installed under I(prefix) (newest first, and whether each
     finished installing), the releases the C(current) and C(previous) links
     point at, the service's systemd ActiveState, the TCP ports its user
-    listens on, which of I(packages) dpkg does not list as installed, and
-    the checksums of I(files).
+    listens on, which of I(packages) dpkg does not list as installed, the
+    checksums of I(files), and how the service account and I(directories)
+    differ from what the role wants.
   - One module run instead of a stat, find, systemd and apt task each. On a
     re-run that changes nothing, those round trips are most of the time a
     deploy spends per host.
@@ -39,6 +40,16 @@ options:
     description: Files whose SHA-1 checksums are returned in RV(checksums).
     type: list
     elements: path
+    default: []
+  account:
+    description:
+      - The service account as the role creates it, with C(user), C(group), C(home) and C(shell); the
+        account must also have a locked password (C(!)). Differences are returned in RV(layout_differences).
+    type: dict
+  directories:
+    description: Directories as the role creates them, each with C(path), C(owner), C(group) and C(mode) (octal string).
+    type: list
+    elements: dict
     default: []
 """
 
@@ -78,10 +89,19 @@ checksums:
     file that does not exist.
   type: dict
   returned: always
+layout_differences:
+  description: >-
+    How the account and the directories differ from I(account) and I(directories), one line each
+    ("directory /opt/app: mode 0700, wanted 0755"); empty when they are as wanted.
+  type: list
+  elements: str
+  returned: always
 """
 
+import grp
 import os
 import pwd
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -166,6 +186,59 @@ def _checksums(module, paths):
     return {path: module.sha1(path) if os.path.isfile(path) else "" for path in paths}
 
 
+def _account_differences(account):
+    user, group = account["user"], account["group"]
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return [f"group {group}: missing"]
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return [f"user {user}: missing"]
+    differences = [
+        f"user {user}: {what} {have}, wanted {want}"
+        for what, have, want in (
+            ("primary group id", entry.pw_gid, gid),
+            ("home", entry.pw_dir, account["home"]),
+            ("shell", entry.pw_shell, account["shell"]),
+        )
+        if have != want
+    ]
+    try:
+        with open("/etc/shadow", encoding="utf-8") as shadow:
+            passwords = dict(line.split(":")[:2] for line in shadow if line.count(":") >= 1)
+    except OSError as error:
+        return differences + [f"user {user}: password not readable ({error.strerror})"]
+    if passwords.get(user) != "!":
+        differences.append(f"user {user}: password not locked")
+    return differences
+
+
+def _directory_differences(directories):
+    differences = []
+    for wanted in directories:
+        path = wanted["path"]
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            differences.append(f"directory {path}: missing")
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            differences.append(f"directory {path}: not a directory")
+            continue
+        try:
+            owner, group = pwd.getpwuid(info.st_uid).pw_name, grp.getgrgid(info.st_gid).gr_name
+        except KeyError:
+            owner, group = str(info.st_uid), str(info.st_gid)
+        mode = "%04o" % stat.S_IMODE(info.st_mode)
+        for what, have, want in (("owner", owner, wanted["owner"]), ("group", group, wanted["group"]),
+                                 ("mode", mode, "%04o" % int(str(wanted["mode"]), 8))):
+            if have != want:
+                differences.append(f"directory {path}: {what} {have}, wanted {want}")
+    return differences
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -174,6 +247,26 @@ def main():
             "packages": {"type": "list", "elements": "str", "default": []},
             "user": {"type": "str"},
             "files": {"type": "list", "elements": "path", "default": []},
+            "account": {
+                "type": "dict",
+                "options": {
+                    "user": {"type": "str", "required": True},
+                    "group": {"type": "str", "required": True},
+                    "home": {"type": "path", "required": True},
+                    "shell": {"type": "path", "required": True},
+                },
+            },
+            "directories": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "owner": {"type": "str", "required": True},
+                    "group": {"type": "str", "required": True},
+                    "mode": {"type": "str", "required": True},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -187,6 +280,8 @@ def main():
         missing_packages=_missing_packages(module, module.params["packages"]),
         listening_ports=_listening_ports(module.params["user"]) if module.params["user"] else [],
         checksums=_checksums(module, module.params["files"]),
+        layout_differences=(_account_differences(module.params["account"]) if module.params["account"] else [])
+        + _directory_differences(module.params["directories"]),
     )
 
 
