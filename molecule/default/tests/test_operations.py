@@ -86,23 +86,47 @@ def test_a_backend_without_a_staged_unit_is_not_restarted(hosts_file):
     assert gunicorn_pids("app1")[0] == master, "app1 was restarted"
 
 
-def test_a_rerun_repairs_the_account_and_directories_it_otherwise_skips(hosts_file):
-    # A re-run skips creating them when the host already has them as wanted;
-    # any drift must still bring those tasks back.
+def layout_tasks_that_ran(output):
+    """Hosts reported under the tasks that create the service account and directories."""
+    ran = set()
+    for task in ("Create the service group", "Create the service user", "Create the directories"):
+        section = output.split(f"TASK [flask_app : {task}]", 1)[1].split("TASK [", 1)[0] \
+            if f"TASK [flask_app : {task}]" in output else ""
+        ran |= set(re.findall(r"^(?:ok|changed): \[([^\]]+)\]", section, re.M))
+    return ran
+
+
+def test_a_rerun_skips_the_account_and_directories_it_has(hosts_file):
+    _, output, recap = run_playbook("site.yml", hosts_file)
+    assert all(counts["changed"] == 0 for counts in recap.values()), recap
+    assert layout_tasks_that_ran(output) == set(), output[-4000:]
+
+
+# One drift per case: any one of them must bring the skipped tasks back.
+LAYOUT_DRIFTS = {
+    "directory mode": (f"chmod 0775 /opt/{SERVICE}/releases",
+                       lambda host: host.file(f"/opt/{SERVICE}/releases").mode == 0o755),
+    "directory group": (f"chgrp root /etc/{SERVICE}",
+                        lambda host: host.file(f"/etc/{SERVICE}").group == SERVICE),
+    "login shell": (f"usermod --shell /bin/bash {SERVICE}",
+                    lambda host: host.user(SERVICE).shell == "/usr/sbin/nologin"),
+    "password": (f"usermod --password '*' {SERVICE}",
+                 lambda host: host.check_output(f"getent shadow {SERVICE}").split(":")[1] == "!"),
+}
+
+
+@pytest.mark.parametrize("drift", LAYOUT_DRIFTS)
+def test_a_rerun_repairs_a_drifted_account_or_directory(hosts_file, drift):
+    command, repaired = LAYOUT_DRIFTS[drift]
     app2 = inventory().get_host("app2")
-    app2.run_expect([0], f"chmod 0775 /opt/{SERVICE}/releases && chgrp root /etc/{SERVICE}"
-                         f" && usermod --shell /bin/bash --password '*' {SERVICE}")
+    app2.run_expect([0], command)
+    assert not repaired(app2)
     master = gunicorn_pids("app2")[0]
     _, output, recap = run_playbook("site.yml", hosts_file)
     assert recap["app2"]["changed"] > 0 and recap["app1"]["changed"] == 0, output[-4000:]
-    releases, config = app2.file(f"/opt/{SERVICE}/releases"), app2.file(f"/etc/{SERVICE}")
-    assert (releases.user, releases.group, releases.mode) == ("root", "root", 0o755)
-    assert (config.user, config.group, config.mode) == ("root", SERVICE, 0o750)
-    assert app2.user(SERVICE).shell == "/usr/sbin/nologin"
-    assert app2.check_output(f"getent shadow {SERVICE}").split(":")[1] == "!"
+    assert layout_tasks_that_ran(output) == {"app2"}, output[-4000:]
+    assert repaired(app2)
     assert gunicorn_pids("app2")[0] == master, "app2 was restarted"
-    _, _, recap = run_playbook("site.yml", hosts_file)
-    assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
 def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):

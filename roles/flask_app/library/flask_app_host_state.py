@@ -43,14 +43,48 @@ options:
     default: []
   account:
     description:
-      - The service account as the role creates it, with C(user), C(group), C(home) and C(shell); the
-        account must also have a locked password (C(!)). Differences are returned in RV(layout_differences).
+      - The service account as the role creates it. The account must also have a locked password (C(!)).
+        Differences are returned in RV(layout_differences).
     type: dict
+    suboptions:
+      user:
+        description: The user's name.
+        type: str
+        required: true
+      group:
+        description: Its group, which must exist and be the user's primary group.
+        type: str
+        required: true
+      home:
+        description: Its home directory.
+        type: path
+        required: true
+      shell:
+        description: Its login shell.
+        type: path
+        required: true
   directories:
-    description: Directories as the role creates them, each with C(path), C(owner), C(group) and C(mode) (octal string).
+    description: Directories as the role creates them; a symbolic link to a directory counts as the directory, as for the file module.
     type: list
     elements: dict
     default: []
+    suboptions:
+      path:
+        description: The directory.
+        type: path
+        required: true
+      owner:
+        description: Owning user's name.
+        type: str
+        required: true
+      group:
+        description: Owning group's name.
+        type: str
+        required: true
+      mode:
+        description: Permissions as an octal string, such as C("0755").
+        type: str
+        required: true
 """
 
 RETURN = r"""
@@ -220,7 +254,7 @@ def _directory_differences(directories):
     for wanted in directories:
         path = wanted["path"]
         try:
-            info = os.stat(path, follow_symlinks=False)
+            info = os.stat(path)
         except FileNotFoundError:
             differences.append(f"directory {path}: missing")
             continue
@@ -228,9 +262,13 @@ def _directory_differences(directories):
             differences.append(f"directory {path}: not a directory")
             continue
         try:
-            owner, group = pwd.getpwuid(info.st_uid).pw_name, grp.getgrgid(info.st_gid).gr_name
+            owner = pwd.getpwuid(info.st_uid).pw_name
         except KeyError:
-            owner, group = str(info.st_uid), str(info.st_gid)
+            owner = str(info.st_uid)
+        try:
+            group = grp.getgrgid(info.st_gid).gr_name
+        except KeyError:
+            group = str(info.st_gid)
         mode = "%04o" % stat.S_IMODE(info.st_mode)
         for what, have, want in (("owner", owner, wanted["owner"]), ("group", group, wanted["group"]),
                                  ("mode", mode, "%04o" % int(str(wanted["mode"]), 8))):
