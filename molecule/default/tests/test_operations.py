@@ -274,15 +274,17 @@ def test_two_deploys_at_once_build_the_release_once(tmp_path):
 
 
 def test_the_release_cache_keeps_the_releases_used_last(tmp_path):
-    # The controller's cache keeps flask_app_releases_keep releases, by last use. It
-    # never removes what is not a release, one used in the last 30 minutes, nor one
-    # another run builds; a failed build (no artifact) goes before any release.
+    # The controller's cache keeps flask_app_releases_keep releases, by last use,
+    # pruned by a run that builds. It never removes what is not a release, one used
+    # in the last 30 minutes, nor one another run builds; a failed build (no
+    # artifact) goes before any release. A run that builds nothing removes nothing.
     platform = host_platform()
     key = "{python}-{arch}-glibc{glibc}".format(**platform)
     build_root = tmp_path / "releases"
     _, dry_run = _build_result(_build_release(build_root, platform, sys.executable, "--check", keep=3))
     assert not build_root.exists()  # a dry run writes nothing
     release_id = dry_run["release_id"]
+    artifact = build_root / release_id / key / "release.tar.gz"
     hour = 3600
 
     def cached(name, age, artifact=True):
@@ -294,8 +296,6 @@ def test_the_release_cache_keeps_the_releases_used_last(tmp_path):
         os.utime(build_root / name, (stamp, stamp))
         return name
 
-    # The release being deployed, used longest ago of those kept: it stays, and is not built again.
-    cached(release_id, age=7 * hour)
     recent = cached("a" * 12, age=300)
     # Last used in an order that is not the order of their names.
     by_age = {hours: cached(f"{index:012x}", age=hours * hour) for index, hours in enumerate([5, 2, 6, 1, 4, 3], 1)}
@@ -306,21 +306,25 @@ def test_the_release_cache_keeps_the_releases_used_last(tmp_path):
     kept = sorted([release_id, recent, by_age[1], failed_just_now, in_use, "notes"])
     expected = sorted([by_age[hours] for hours in (2, 3, 4, 5, 6)] + [failed])
 
-    # A dry run lists what a run would remove, and removes nothing.
+    # A dry run lists what the build's run would remove, and removes nothing.
     outcome, result = _build_result(_build_release(build_root, platform, sys.executable, "--check", keep=3))
     assert (outcome, result["pruned"]) == ("CHANGED", sorted(expected + [in_use]))
-    assert len(list(build_root.iterdir())) == len(kept) + len(expected)
+    assert len(list(build_root.iterdir())) == len(kept) - 1 + len(expected)
 
     with open(build_root / in_use / key / "release.tar.gz.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
     assert (outcome, result["pruned"]) == ("CHANGED", expected)
     assert sorted(path.name for path in build_root.iterdir() if path.name != ".prune.lock") == kept
-    assert (build_root / release_id).stat().st_mtime > time.time() - 60
-    assert result["artifacts"] == {key: str(build_root / release_id / key / "release.tar.gz")}
+    assert result["artifacts"] == {key: str(artifact)}
+    assert artifact.stat().st_size > 0
 
-    # Once the other run is done with it, the next run removes it; the one after changes nothing.
-    outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
-    assert (outcome, result["pruned"]) == ("CHANGED", [in_use])
+    # The other run is done with it, but a run that builds nothing changes nothing.
     outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
     assert (outcome, result["pruned"]) == ("SUCCESS", [])
+    assert (build_root / in_use).exists()
+    assert (build_root / release_id).stat().st_mtime > time.time() - 60
+    # The next build removes it.
+    artifact.unlink()
+    outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
+    assert (outcome, result["pruned"]) == ("CHANGED", [in_use])

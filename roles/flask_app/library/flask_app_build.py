@@ -16,9 +16,11 @@ description:
     the service wheel, wheels of every pinned dependency for that platform,
     the hashed requirements file and gunicorn.conf.py. Hosts install it with
     pip --no-index, so they never need a package index.
-  - Keeps the O(keep) most recently used releases in O(build_root) and removes
-    the others, except those used in the last 30 minutes or being built by
-    another run. One run prunes at a time.
+  - A run that builds a release then keeps the O(keep) most recently used
+    releases in O(build_root) and removes the others, except those used in
+    the last 30 minutes or being built by another run. One run prunes at a
+    time. A run that builds nothing removes nothing, so that a re-run soon
+    after a run changes nothing, however old the other cached releases are.
   - Runs on the controller (delegate_to localhost, run_once).
 options:
   source_dir:
@@ -32,7 +34,7 @@ options:
   keep:
     description:
       - Releases kept in O(build_root), the one being deployed included; the others
-        are removed, oldest use first. V(0) keeps every release.
+        are removed, oldest use first, by a run that builds a release. V(0) keeps every release.
       - Only directories named like a release id are ever removed. In check mode,
         RV(pruned) lists what a run would remove.
     type: int
@@ -257,6 +259,9 @@ def prune_candidates(build_root, keep, release_id):
         used = last_use(directory)
         if RELEASE_ID.fullmatch(name) and used is not None and os.path.isdir(directory):
             releases.append((name == release_id, has_artifact(directory), used, name))
+    if not any(deployed for deployed, _, _, _ in releases):
+        # A dry run before the build: the release it would build takes the first place kept.
+        releases.append((True, True, time.time(), release_id))
     releases.sort(reverse=True)
     recent = time.time() - PRUNE_GRACE_SECONDS
     return [(name, used) for _, _, used, name in reversed(releases[keep:]) if used <= recent]
@@ -315,8 +320,12 @@ def main():
             continue
         changed = build_once(module, source_dir, module.params["pip_python"], platform, destination) or changed
 
+    # Pruning goes with a build: it keeps the cache's size bounded, and a run
+    # that builds nothing stays a run that changes nothing. Pruning on every
+    # run made a re-run report a change whenever another release's last use
+    # passed the 30-minute grace between the two runs.
     pruned = []
-    if module.params["keep"] > 0 and os.path.isdir(build_root):
+    if changed and module.params["keep"] > 0 and os.path.isdir(build_root):
         if module.check_mode:
             pruned = sorted(name for name, _ in prune_candidates(build_root, module.params["keep"], release_id))
         else:
