@@ -12,7 +12,7 @@ description:
   - Reads, without changing anything, what the flask_app role decides on.
     The releases installed under I(prefix) (newest first, and whether each
     finished installing), the releases the C(current) and C(previous) links
-    point at, the service's systemd ActiveState, the TCP ports its user
+    point at, the service's systemd ActiveState, the TCP ports its account
     listens on, which of I(packages) dpkg does not list as installed, the
     checksums of I(files), and how the service account and I(directories)
     differ from what the role wants.
@@ -33,9 +33,6 @@ options:
     type: list
     elements: str
     default: []
-  user:
-    description: The account the service runs as; the TCP ports it listens on are returned in RV(listening_ports).
-    type: str
   files:
     description: Files whose SHA-1 checksums are returned in RV(checksums).
     type: list
@@ -43,8 +40,8 @@ options:
     default: []
   account:
     description:
-      - The service account as the role creates it. The account must also have a locked password (C(!)).
-        Differences are returned in RV(layout_differences).
+      - The account the service runs as, as the role creates it. Differences are returned in
+        RV(layout_differences); the TCP ports its user listens on, in RV(listening_ports).
     type: dict
     suboptions:
       user:
@@ -62,6 +59,10 @@ options:
       shell:
         description: Its login shell.
         type: path
+        required: true
+      password:
+        description: Its password field in C(/etc/shadow), such as C(!) for a locked password.
+        type: str
         required: true
   directories:
     description: Directories as the role creates them; a symbolic link to a directory counts as the directory, as for the file module.
@@ -112,8 +113,8 @@ missing_packages:
   returned: always
 listening_ports:
   description: >-
-    TCP ports with a listening socket owned by I(user): where the running service answers, whatever its
-    settings file now says. Empty when it is not running, or without I(user).
+    TCP ports with a listening socket owned by the user of I(account): where the running service answers,
+    whatever its settings file now says. Empty when it is not running, or without I(account).
   type: list
   elements: int
   returned: always
@@ -244,8 +245,8 @@ def _account_differences(account):
             passwords = dict(line.split(":")[:2] for line in shadow if line.count(":") >= 1)
     except OSError as error:
         return differences + [f"user {user}: password not readable ({error.strerror})"]
-    if passwords.get(user) != "!":
-        differences.append(f"user {user}: password not locked")
+    if passwords.get(user) != account["password"]:
+        differences.append(f"user {user}: password field not as wanted")
     return differences
 
 
@@ -283,7 +284,6 @@ def main():
             "prefix": {"type": "path", "required": True},
             "service": {"type": "str", "required": True},
             "packages": {"type": "list", "elements": "str", "default": []},
-            "user": {"type": "str"},
             "files": {"type": "list", "elements": "path", "default": []},
             "account": {
                 "type": "dict",
@@ -292,6 +292,8 @@ def main():
                     "group": {"type": "str", "required": True},
                     "home": {"type": "path", "required": True},
                     "shell": {"type": "path", "required": True},
+                    # A hash or a lock marker, not a password; no_log would mask every "!" in the output.
+                    "password": {"type": "str", "required": True, "no_log": False},
                 },
             },
             "directories": {
@@ -308,7 +310,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    prefix = module.params["prefix"]
+    prefix, account = module.params["prefix"], module.params["account"]
     module.exit_json(
         changed=False,
         current_release=_link_target_id(os.path.join(prefix, "current")),
@@ -316,9 +318,9 @@ def main():
         releases=_releases(os.path.join(prefix, "releases")),
         service_state=_service_state(module, module.params["service"]),
         missing_packages=_missing_packages(module, module.params["packages"]),
-        listening_ports=_listening_ports(module.params["user"]) if module.params["user"] else [],
+        listening_ports=_listening_ports(account["user"]) if account else [],
         checksums=_checksums(module, module.params["files"]),
-        layout_differences=(_account_differences(module.params["account"]) if module.params["account"] else [])
+        layout_differences=(_account_differences(account) if account else [])
         + _directory_differences(module.params["directories"]),
     )
 
