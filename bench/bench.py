@@ -132,6 +132,32 @@ VARIANTS = {
     # One request at a time per backend: does the profile's tail come from its two threads sharing one core?
     "one-cpu-1-thread": {**ONE_CPU_BACKENDS, "flask_app_threads": 1},
     "gthread": {"flask_app_worker_class": "gthread"},
+    # One gthread process per CPU (2 here, not 2 x CPUs + 1), with keep-alive: fewer per-process queues.
+    "gthread-per-cpu-lb-keepalive-32": {
+        "flask_app_worker_class": "gthread",
+        "flask_app_workers": 2,
+        "nginx_lb_keepalive": 32,
+    },
+    # The same with each upstream connection closed after 50 requests: do new connections even out the queues?
+    "gthread-per-cpu-keepalive-50-requests": {
+        "flask_app_worker_class": "gthread",
+        "flask_app_workers": 2,
+        "nginx_lb_keepalive": 32,
+        "nginx_lb_keepalive_requests": 50,
+    },
+    # The same without recycling: is the tail the replacement of a recycled worker, as with one worker (change 8)?
+    "gthread-per-cpu-no-recycling": {
+        "flask_app_worker_class": "gthread",
+        "flask_app_workers": 2,
+        "flask_app_max_requests": 0,
+        "nginx_lb_keepalive": 32,
+    },
+    "gthread-per-cpu-1-thread-lb-keepalive-32": {
+        "flask_app_worker_class": "gthread",
+        "flask_app_workers": 2,
+        "flask_app_threads": 1,
+        "nginx_lb_keepalive": 32,
+    },
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
     # Fewer sync workers than Gunicorn's 2 x CPUs + 1: in this lab two backends share 2 cores.
     "workers-2": {"flask_app_workers": 2},
