@@ -17,6 +17,8 @@ from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, containe
 testinfra_hosts = []
 
 BACKENDS = ["app1", "app2"]
+STAGED_SETTINGS = f"/etc/{SERVICE}/settings.env.staged"
+STAGED_UNIT = f"/etc/{SERVICE}/{SERVICE}.service.staged"
 
 
 @pytest.fixture(scope="module")
@@ -75,56 +77,66 @@ def test_check_diff_on_converged_hosts_changes_nothing(hosts_file):
 def test_a_backend_without_a_staged_unit_is_not_restarted(hosts_file):
     # As on a backend deployed before units were staged: the live unit is current, its staged copy missing.
     app1 = inventory().get_host("app1")
-    staged = f"/etc/{SERVICE}/{SERVICE}.service.staged"
-    app1.run_expect([0], f"rm {staged}")
+    app1.run_expect([0], f"rm {STAGED_UNIT}")
     master = gunicorn_pids("app1")[0]
     _, output, _ = run_playbook("site.yml", hosts_file, "--check", "--diff")
     assert "would restart app1" not in output and "would switch app1" not in output, output[-4000:]
-    assert not app1.file(staged).exists
+    assert not app1.file(STAGED_UNIT).exists
     run_playbook("site.yml", hosts_file)
-    assert app1.file(staged).content_string == app1.file(f"/etc/systemd/system/{SERVICE}.service").content_string
+    assert app1.file(STAGED_UNIT).content_string == app1.file(f"/etc/systemd/system/{SERVICE}.service").content_string
     assert gunicorn_pids("app1")[0] == master, "app1 was restarted"
 
 
-def layout_tasks_that_ran(output):
-    """Hosts reported under the tasks that create the service account and directories."""
+# Tasks a re-run skips when the host already has what they make.
+LAYOUT_TASKS = ("Create the service group", "Create the service user", "Create the directories")
+STAGING_TASKS = ("Stage the service settings", "Stage the systemd unit")
+
+
+def hosts_that_ran(output, tasks):
+    """Hosts reported ok or changed under any of these flask_app tasks."""
     ran = set()
-    for task in ("Create the service group", "Create the service user", "Create the directories"):
+    for task in tasks:
         section = output.split(f"TASK [flask_app : {task}]", 1)[1].split("TASK [", 1)[0] \
             if f"TASK [flask_app : {task}]" in output else ""
         ran |= set(re.findall(r"^(?:ok|changed): \[([^\]]+)\]", section, re.M))
     return ran
 
 
-def test_a_rerun_skips_the_account_and_directories_it_has(hosts_file):
+def test_a_rerun_skips_the_account_directories_and_staged_files_it_has(hosts_file):
     _, output, recap = run_playbook("site.yml", hosts_file)
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
-    assert layout_tasks_that_ran(output) == set(), output[-4000:]
+    assert hosts_that_ran(output, LAYOUT_TASKS + STAGING_TASKS) == set(), output[-4000:]
 
 
 # One drift per case: any one of them must bring the skipped tasks back.
-LAYOUT_DRIFTS = {
-    "directory mode": (f"chmod 0775 /opt/{SERVICE}/releases",
+DRIFTS = {
+    "directory mode": (f"chmod 0775 /opt/{SERVICE}/releases", LAYOUT_TASKS,
                        lambda host: host.file(f"/opt/{SERVICE}/releases").mode == 0o755),
-    "directory group": (f"chgrp root /etc/{SERVICE}",
+    "directory group": (f"chgrp root /etc/{SERVICE}", LAYOUT_TASKS,
                         lambda host: host.file(f"/etc/{SERVICE}").group == SERVICE),
-    "login shell": (f"usermod --shell /bin/bash {SERVICE}",
+    "login shell": (f"usermod --shell /bin/bash {SERVICE}", LAYOUT_TASKS,
                     lambda host: host.user(SERVICE).shell == "/usr/sbin/nologin"),
-    "password": (f"usermod --password '*' {SERVICE}",
+    "password": (f"usermod --password '*' {SERVICE}", LAYOUT_TASKS,
                  lambda host: host.check_output(f"getent shadow {SERVICE}").split(":")[1] == "!"),
+    # The staged settings may hold the secret key.
+    "staged settings mode": (f"chmod 0644 {STAGED_SETTINGS}", STAGING_TASKS,
+                             lambda host: host.file(STAGED_SETTINGS).mode == 0o640),
+    "staged unit content": (f"echo '# edited' >> {STAGED_UNIT}", STAGING_TASKS,
+                            lambda host: host.file(STAGED_UNIT).content_string
+                            == host.file(f"/etc/systemd/system/{SERVICE}.service").content_string),
 }
 
 
-@pytest.mark.parametrize("drift", LAYOUT_DRIFTS)
-def test_a_rerun_repairs_a_drifted_account_or_directory(hosts_file, drift):
-    command, repaired = LAYOUT_DRIFTS[drift]
+@pytest.mark.parametrize("drift", DRIFTS)
+def test_a_rerun_repairs_a_drift_without_a_restart(hosts_file, drift):
+    command, tasks, repaired = DRIFTS[drift]
     app2 = inventory().get_host("app2")
     app2.run_expect([0], command)
     assert not repaired(app2)
     master = gunicorn_pids("app2")[0]
     _, output, recap = run_playbook("site.yml", hosts_file)
     assert recap["app2"]["changed"] > 0 and recap["app1"]["changed"] == 0, output[-4000:]
-    assert layout_tasks_that_ran(output) == {"app2"}, output[-4000:]
+    assert hosts_that_ran(output, tasks) == {"app2"}, output[-4000:]
     assert repaired(app2)
     assert gunicorn_pids("app2")[0] == master, "app2 was restarted"
 

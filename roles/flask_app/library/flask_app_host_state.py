@@ -14,7 +14,7 @@ description:
     finished installing), the releases the C(current) and C(previous) links
     point at, the service's systemd ActiveState, the TCP ports its account
     listens on, which of I(packages) dpkg does not list as installed, the
-    checksums of I(files), and how the service account and I(directories)
+    checksums, owners and modes of I(files), and how the service account and I(directories)
     differ from what the role wants.
   - One module run instead of a stat, find, systemd and apt task each. On a
     re-run that changes nothing, those round trips are most of the time a
@@ -34,7 +34,7 @@ options:
     elements: str
     default: []
   files:
-    description: Files whose SHA-1 checksums are returned in RV(checksums).
+    description: Files whose SHA-1 checksums are returned in RV(checksums), and owners and modes in RV(file_attributes).
     type: list
     elements: path
     default: []
@@ -122,6 +122,12 @@ checksums:
   description: >-
     The SHA-1 checksum of each of I(files), as the copy and template modules report it; empty for a
     file that does not exist.
+  type: dict
+  returned: always
+file_attributes:
+  description: >-
+    The C(owner), C(group) and C(mode) (an octal string such as C("0640")) of each of I(files), as
+    names where the system has them; an empty dict for a file that does not exist.
   type: dict
   returned: always
 layout_differences:
@@ -221,6 +227,29 @@ def _checksums(module, paths):
     return {path: module.sha1(path) if os.path.isfile(path) else "" for path in paths}
 
 
+def _ownership(info):
+    """Owner and group names (numbers when the system has no name) and the octal mode of a stat result."""
+    try:
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        owner = str(info.st_uid)
+    try:
+        group = grp.getgrgid(info.st_gid).gr_name
+    except KeyError:
+        group = str(info.st_gid)
+    return {"owner": owner, "group": group, "mode": "%04o" % stat.S_IMODE(info.st_mode)}
+
+
+def _file_attributes(paths):
+    attributes = {}
+    for path in paths:
+        try:
+            attributes[path] = _ownership(os.stat(path)) if os.path.isfile(path) else {}
+        except OSError:
+            attributes[path] = {}
+    return attributes
+
+
 def _account_differences(account):
     user, group = account["user"], account["group"]
     try:
@@ -262,19 +291,11 @@ def _directory_differences(directories):
         if not stat.S_ISDIR(info.st_mode):
             differences.append(f"directory {path}: not a directory")
             continue
-        try:
-            owner = pwd.getpwuid(info.st_uid).pw_name
-        except KeyError:
-            owner = str(info.st_uid)
-        try:
-            group = grp.getgrgid(info.st_gid).gr_name
-        except KeyError:
-            group = str(info.st_gid)
-        mode = "%04o" % stat.S_IMODE(info.st_mode)
-        for what, have, want in (("owner", owner, wanted["owner"]), ("group", group, wanted["group"]),
-                                 ("mode", mode, "%04o" % int(str(wanted["mode"]), 8))):
-            if have != want:
-                differences.append(f"directory {path}: {what} {have}, wanted {want}")
+        have = _ownership(info)
+        for what, want in (("owner", wanted["owner"]), ("group", wanted["group"]),
+                           ("mode", "%04o" % int(str(wanted["mode"]), 8))):
+            if have[what] != want:
+                differences.append(f"directory {path}: {what} {have[what]}, wanted {want}")
     return differences
 
 
@@ -320,6 +341,7 @@ def main():
         missing_packages=_missing_packages(module, module.params["packages"]),
         listening_ports=_listening_ports(account["user"]) if account else [],
         checksums=_checksums(module, module.params["files"]),
+        file_attributes=_file_attributes(module.params["files"]),
         layout_differences=(_account_differences(account) if account else [])
         + _directory_differences(module.params["directories"]),
     )
