@@ -107,6 +107,13 @@ ONE_CPU_BACKENDS = {
     "flask_app_max_requests": 0,
     "nginx_lb_keepalive": 32,
 }
+# Backends with a gthread process per CPU each sees (2 in this lab), behind upstream keep-alive
+# (docs/benchmark.md, change 16).
+GTHREAD_PER_CPU_BACKENDS = {
+    "flask_app_worker_class": "gthread",
+    "flask_app_workers": 2,
+    "nginx_lb_keepalive": 32,
+}
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
 VARIANTS = {
     "default": {},
@@ -133,31 +140,12 @@ VARIANTS = {
     "one-cpu-1-thread": {**ONE_CPU_BACKENDS, "flask_app_threads": 1},
     "gthread": {"flask_app_worker_class": "gthread"},
     # One gthread process per CPU (2 here, not 2 x CPUs + 1), with keep-alive: fewer per-process queues.
-    "gthread-per-cpu-lb-keepalive-32": {
-        "flask_app_worker_class": "gthread",
-        "flask_app_workers": 2,
-        "nginx_lb_keepalive": 32,
-    },
+    "gthread-per-cpu-lb-keepalive-32": GTHREAD_PER_CPU_BACKENDS,
     # The same with each upstream connection closed after 50 requests: do new connections even out the queues?
-    "gthread-per-cpu-keepalive-50-requests": {
-        "flask_app_worker_class": "gthread",
-        "flask_app_workers": 2,
-        "nginx_lb_keepalive": 32,
-        "nginx_lb_keepalive_requests": 50,
-    },
+    "gthread-per-cpu-keepalive-50-requests": {**GTHREAD_PER_CPU_BACKENDS, "nginx_lb_keepalive_requests": 50},
     # The same without recycling: is the tail the replacement of a recycled worker, as with one worker (change 8)?
-    "gthread-per-cpu-no-recycling": {
-        "flask_app_worker_class": "gthread",
-        "flask_app_workers": 2,
-        "flask_app_max_requests": 0,
-        "nginx_lb_keepalive": 32,
-    },
-    "gthread-per-cpu-1-thread-lb-keepalive-32": {
-        "flask_app_worker_class": "gthread",
-        "flask_app_workers": 2,
-        "flask_app_threads": 1,
-        "nginx_lb_keepalive": 32,
-    },
+    "gthread-per-cpu-no-recycling": {**GTHREAD_PER_CPU_BACKENDS, "flask_app_max_requests": 0},
+    "gthread-per-cpu-1-thread-lb-keepalive-32": {**GTHREAD_PER_CPU_BACKENDS, "flask_app_threads": 1},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
     # Fewer sync workers than Gunicorn's 2 x CPUs + 1: in this lab two backends share 2 cores.
     "workers-2": {"flask_app_workers": 2},
