@@ -70,11 +70,8 @@ test-app: ## Run the service's unit tests in a venv made from its pinned require
 	@scripts/test-app
 
 .PHONY: test-molecule
-test-molecule: venv engine ## Run every Molecule scenario (SCENARIOS="default scale" for a subset)
-	@for scenario in $(SCENARIOS); do \
-	  echo "==> molecule test -s $$scenario"; \
-	  $(BIN)/molecule test -s $$scenario || exit 1; \
-	done
+test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default scale", MOLECULE_JOBS=1)
+	@scripts/test-molecule $(SCENARIOS)
 
 .PHONY: test-lab
 test-lab: venv engine ## Bring the lab up from scratch, re-run, check, tear it down
