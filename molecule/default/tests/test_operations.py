@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, container_ip, container_of, inventory, request,
-                      run_playbook, wait_for, write_inventory)
+from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, container_ip, container_of, healthz, inventory,
+                      request, run_playbook, wait_for, write_inventory)
 
 testinfra_hosts = []
 
@@ -141,6 +141,55 @@ def test_a_rerun_repairs_a_drift_without_a_restart(hosts_file, drift):
     assert gunicorn_pids("app2")[0] == master, "app2 was restarted"
 
 
+def healthy_release(name):
+    try:
+        return healthz(inventory().get_host(name))["release"]
+    except (AssertionError, ValueError, KeyError):
+        return None
+
+
+def test_a_switch_stopped_before_its_restart_is_finished_by_a_rerun(hosts_file):
+    # A deploy stopped (say, the controller lost its connection) after it put a
+    # release or a unit in place on a backend, before the restart: the re-run
+    # finds nothing to change on disk, but the service runs what it had.
+    app1, app2 = (inventory().get_host(name) for name in BACKENDS)
+    release = app2.file(f"/opt/{SERVICE}/current").linked_to.rsplit("/", 1)[1]
+    stale, releases = "000000000001", f"/opt/{SERVICE}/releases"
+
+    def point_current_at(target):
+        app2.run_expect([0], f"ln -sfn {releases}/{target} /opt/{SERVICE}/current.new"
+                             f" && mv -T /opt/{SERVICE}/current.new /opt/{SERVICE}/current")
+
+    # app2 runs another release (a copy under an id of its own); then `current` goes back to the deployed one.
+    app2.run_expect([0], f"cp -a {releases}/{release} {releases}/{stale}"
+                         f" && echo HELLO_SERVICE_RELEASE_ID={stale} > {releases}/{stale}/release.env")
+    try:
+        point_current_at(stale)
+        app2.run_expect([0], f"systemctl restart {SERVICE}")
+        wait_for(lambda: healthy_release("app2") == stale, what=f"app2 to serve {stale}")
+        point_current_at(release)
+        # app1's unit put in force after its start (the same content: its time is what tells).
+        app1.run_expect([0], f"touch /etc/systemd/system/{SERVICE}.service")
+        masters = {name: gunicorn_pids(name)[0] for name in BACKENDS}
+
+        _, output, recap = run_playbook("site.yml", hosts_file, "--check", "--diff")
+        assert all(counts["changed"] == 0 for counts in recap.values()), recap
+        for name in BACKENDS:
+            assert f"would restart {name} on release {release} out of rotation" in output, output[-4000:]
+
+        _, output, recap = run_playbook("site.yml", hosts_file)
+        for name in BACKENDS:
+            assert recap[name]["changed"] > 0, output[-4000:]
+            assert gunicorn_pids(name)[0] != masters[name], f"{name} was not restarted"
+            assert healthy_release(name) == release
+        assert "down;" not in inventory().get_host("lb1").file(f"/etc/nginx/conf.d/{SERVICE}.conf").content_string
+        # Restarted, the services are what is on disk: a re-run leaves them alone.
+        _, _, recap = run_playbook("site.yml", hosts_file)
+        assert all(counts["changed"] == 0 for counts in recap.values()), recap
+    finally:
+        app2.run_expect([0], f"rm -rf {releases}/{stale}")
+
+
 def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
     before = {name: gunicorn_pids(name) for name in BACKENDS}
     with LoadGenerator(container_ip(container_of("lb1")), min_requests=500) as load:
@@ -160,6 +209,34 @@ def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
     _, _, recap = run_playbook("site.yml", hosts_file)
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
+
+def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
+    # New settings put in force notify a reload, which runs at the end of the play. Here app2 fails
+    # before then (its prune meets an old release it cannot remove: it holds a mount point), which stops
+    # the play on every backend. The reload must happen anyway: a re-run finds the settings in place.
+    app2 = inventory().get_host("app2")
+    releases = f"/opt/{SERVICE}/releases"
+    stuck = [f"{number:012x}" for number in range(1, 6)]
+    for release in stuck:
+        app2.run_expect([0], f"mkdir -p {releases}/{release}/mnt && touch -d '2 days ago' {releases}/{release}"
+                             f" && mount -t tmpfs stuck {releases}/{release}/mnt")
+    before = {name: gunicorn_pids(name) for name in BACKENDS}
+    try:
+        returncode, output, _ = run_playbook("site.yml", hosts_file, "-e", "flask_app_max_requests=5000", check=False)
+        # A loop's failed item reads "failed: [host] (item=...)", not "fatal: [host]".
+        assert returncode != 0 and "failed: [app2] (item=" in output, output[-4000:]
+        failed_task = output.split("failed: [app2] (item=")[0].rsplit("TASK [", 1)[1]
+        assert failed_task.startswith("flask_app : Remove releases beyond the number kept]"), failed_task
+        for name in BACKENDS:
+            settings = inventory().get_host(name).file(f"/etc/{SERVICE}/settings.env").content_string
+            assert "HELLO_SERVICE_MAX_REQUESTS=5000\n" in settings
+            assert gunicorn_pids(name)[0] == before[name][0], f"{name} was restarted"
+            wait_for(lambda: gunicorn_pids(name)[1].isdisjoint(before[name][1]), timeout=30,
+                     what=f"{name} to reload (its workers replaced)")
+    finally:
+        for release in stuck:
+            app2.run_expect([0], f"umount {releases}/{release}/mnt && rm -rf {releases}/{release}")
+    run_playbook("site.yml", hosts_file)
 
 BAD_INPUTS = {
     "port out of range": ({}, ["-e", "flask_app_port=70000"], "flask_app_port must be within 1-65535, got 70000"),

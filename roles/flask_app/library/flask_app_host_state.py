@@ -12,8 +12,8 @@ description:
   - Reads, without changing anything, what the flask_app role decides on.
     The releases installed under I(prefix) (newest first, and whether each
     finished installing), the releases the C(current) and C(previous) links
-    point at, the service's systemd ActiveState, the TCP ports its account
-    listens on, which of I(packages) dpkg does not list as installed, the
+    point at, the service's systemd ActiveState, what changed after its main
+    process started, the TCP ports its account listens on, which of I(packages) dpkg does not list as installed, the
     checksums, owners and modes of I(files), and how the service account and I(directories)
     differ from what the role wants.
   - One module run instead of a stat, find, systemd and apt task each. On a
@@ -106,6 +106,16 @@ service_state:
   description: The unit's ActiveState (active, inactive, failed...); inactive when systemd does not know it.
   type: str
   returned: always
+changed_since_start:
+  description:
+    - What a running service was not started with, one line each ("/opt/app/current changed after the
+      service started"): the C(current) link or the unit's file, changed after the unit's main process
+      started. A deploy stopped between putting them in place and its restart leaves this.
+    - Compared by modification time, with the start time read from systemd's monotonic clock. Empty
+      when the service is not running.
+  type: list
+  elements: str
+  returned: always
 missing_packages:
   description: The requested packages dpkg does not list as installed, in the order requested.
   type: list
@@ -143,6 +153,7 @@ import grp
 import os
 import pwd
 import stat
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -173,12 +184,34 @@ def _releases(releases_dir):
     return sorted(found, key=lambda release: release["mtime"], reverse=True)
 
 
-def _service_state(module, service):
+def _service(module, service):
+    """The unit's properties the role decides on; empty when systemd does not know it."""
     systemctl = module.get_bin_path("systemctl")
     if systemctl is None:
-        return "inactive"
-    rc, out, _ = module.run_command([systemctl, "show", "--property=ActiveState", "--value", service + ".service"])
-    return out.strip() if rc == 0 and out.strip() else "inactive"
+        return {}
+    properties = "ActiveState,ExecMainStartTimestampMonotonic,FragmentPath"
+    rc, out, _ = module.run_command([systemctl, "show", "--property=" + properties, service + ".service"])
+    return dict(line.partition("=")[::2] for line in out.splitlines()) if rc == 0 else {}
+
+
+def _changed_since_start(unit, current_link):
+    """The current link and unit file, if changed after the running main process started.
+
+    systemd gives the start on the monotonic clock, which no clock step moves;
+    it is turned into the wall-clock time that file modification times use.
+    """
+    started_monotonic = int(unit.get("ExecMainStartTimestampMonotonic") or 0)
+    if unit.get("ActiveState") != "active" or not started_monotonic:
+        return []
+    started_at = time.time() - (time.monotonic() - started_monotonic / 1e6)
+    changed = []
+    for path in (current_link, unit.get("FragmentPath", "")):
+        try:
+            if path and os.lstat(path).st_mtime > started_at:
+                changed.append(f"{path} changed after the service started")
+        except OSError:
+            continue
+    return changed
 
 
 def _missing_packages(module, packages):
@@ -332,12 +365,14 @@ def main():
         supports_check_mode=True,
     )
     prefix, account = module.params["prefix"], module.params["account"]
+    unit = _service(module, module.params["service"])
     module.exit_json(
         changed=False,
         current_release=_link_target_id(os.path.join(prefix, "current")),
         previous_release=_link_target_id(os.path.join(prefix, "previous")),
         releases=_releases(os.path.join(prefix, "releases")),
-        service_state=_service_state(module, module.params["service"]),
+        service_state=unit.get("ActiveState") or "inactive",
+        changed_since_start=_changed_since_start(unit, os.path.join(prefix, "current")),
         missing_packages=_missing_packages(module, module.params["packages"]),
         listening_ports=_listening_ports(account["user"]) if account else [],
         checksums=_checksums(module, module.params["files"]),
