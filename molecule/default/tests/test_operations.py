@@ -238,6 +238,7 @@ def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
             app2.run_expect([0], f"umount {releases}/{release}/mnt && rm -rf {releases}/{release}")
     run_playbook("site.yml", hosts_file)
 
+
 BAD_INPUTS = {
     "port out of range": ({}, ["-e", "flask_app_port=70000"], "flask_app_port must be within 1-65535, got 70000"),
     "unknown balancing method": ({}, ["-e", "nginx_lb_balance_method=fastest"], "nginx_lb_balance_method"),
@@ -262,6 +263,7 @@ BAD_INPUTS = {
         {}, ["-e", "nginx_lb_backend_default_port=8081"],
         "app1: the load balancers would send to port 8081 (nginx_lb_backend_port, else nginx_lb_backend_default_port) "
         "but the service listens on flask_app_port=8080"),
+    "a canary that is not a boolean": ({}, ["-e", "rolling_canary=maybe"], "rolling_canary must be true or false, got maybe"),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }

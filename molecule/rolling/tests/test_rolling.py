@@ -4,6 +4,7 @@ The tests run in file order and build on each other: release R1 is what
 converge deployed, R2 a changed release, R3 a broken one.
 """
 
+import re
 import shutil
 
 import pytest
@@ -58,6 +59,14 @@ def app_copy(tmp_path, change):
     return source
 
 
+SWITCH_PLAY = "PLAY [Switch backends in batches, out of rotation]"
+
+
+def batch_hosts(play_output):
+    """The backends that tasks ran for in one batch's play output ("ok: [app1 -> lb1]" counts as app1)."""
+    return set(re.findall(r"^(?:ok|changed|skipping|fatal|failed): \[(app\d+)[\] ]", play_output, re.MULTILINE))
+
+
 def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True):
     with LoadGenerator(lb_address, concurrency=8, min_requests=2000) as load:
         returncode, output, recap = run_playbook(playbook, hosts_file, *args, check=False)
@@ -90,15 +99,17 @@ def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file,
     assert "down;" not in host("lb1").file("/etc/nginx/conf.d/hello-service.conf").content_string
 
 
-def test_broken_release_stops_after_the_first_batch(tmp_path, hosts_file, lb_address):
+def test_broken_release_fails_on_the_canary_alone_and_stops_the_rollout(tmp_path, hosts_file, lb_address):
     untouched = {name: started_at(name) for name in BACKENDS[1:]}
     # Builds, installs and passes `gunicorn --check-config`, but never reports healthy.
     source = app_copy(tmp_path, lambda text: text + "\n\n@bp.before_app_request\ndef _broken():\n    from flask import request, abort\n"
                         "    if request.path == '/healthz':\n        abort(503)\n")
-    # With a settings change too: the hosts must keep the settings their release runs with.
-    output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address,
+    # Batches of two: the first backend still goes alone. With a settings change too: the hosts must
+    # keep the settings their release runs with.
+    output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
                                   "-e", f"flask_app_source_dir={source}", "-e", "flask_app_health_timeout=10",
                                   "-e", "flask_app_timeout=31", expect_success=False)
+    assert output.count(SWITCH_PLAY) == 1, output[-3000:]
     assert "did not become healthy on app1" in output
     assert "reverted to release " + state["R2"] + " and the settings it ran with" in " ".join(output.split())
     assert "stays out of rotation" in output
@@ -158,8 +169,10 @@ def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path,
     lb.run_expect([0], f"sed -i 's/; # backend=app3$/ down; # backend=app3/' {SITE} && systemctl reload nginx")
     try:
         source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
+        # Without the canary, the first batch is app1 and app2 together.
         output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
-                                      "-e", f"flask_app_source_dir={source}", expect_success=False)
+                                      "-e", "rolling_canary=false", "-e", f"flask_app_source_dir={source}",
+                                      expect_success=False)
         assert "taking app1, app2 out of rotation on lb1 would leave no backend serving" in output, output[-3000:]
         drained = [line for line in lb.file(SITE).content_string.splitlines() if " down;" in line]
         assert len(drained) == 1 and drained[0].endswith("# backend=app3"), drained
@@ -175,8 +188,9 @@ def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_
                                   "-e", f"flask_app_source_dir={source}")
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1 and releases["app1"] != state["R1"], releases
-    # Two batches, app1 and app2 together, then app3: one play output header per batch.
-    assert output.count("PLAY [Switch backends in batches, out of rotation]") == 2, output[-3000:]
+    # Two batches: app1 alone (the canary), then app2 and app3 together.
+    batches = [batch_hosts(batch) for batch in output.split(SWITCH_PLAY)[1:]]
+    assert batches == [{"app1"}, {"app2", "app3"}], output[-3000:]
     assert "down;" not in host("lb1").file(SITE).content_string
     state["R4"] = releases["app1"]
 
