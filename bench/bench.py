@@ -623,6 +623,7 @@ def main() -> int:
         }
     elif mode_name in ("full", "smoke"):
         report["targets"] = reporting.evaluate_targets(report["summary"], report["setups"], report["deploys"])
+    report["recipe_scale"] = reporting.recipe_scale(report["summary"], report["setups"])
     report["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     report["meta"]["load_average_at_end"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
     findings_only = report.get("soak", {}).get("findings_only", [])
