@@ -107,8 +107,8 @@ def backend_host():
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def write_inventory(path, groups, group_vars=None):
-    """An inventory of the scenario's containers with the given group membership."""
+def write_inventory(path, groups, group_vars=None, host_vars=None):
+    """An inventory of the scenario's containers with the given group membership (and variables)."""
     lines = ["all:", "  children:"]
     for group, members in groups.items():
         lines.append(f"    {group}:")
@@ -116,6 +116,7 @@ def write_inventory(path, groups, group_vars=None):
         for name in members:
             lines += [f"        {name}:", f"          ansible_host: {container_of(name)}",
                       "          ansible_connection: community.docker.docker", "          ansible_user: root"]
+            lines += [f"          {key}: {json.dumps(value)}" for key, value in (host_vars or {}).get(name, {}).items()]
         if group_vars and group in group_vars:
             lines.append("      vars:")
             lines += [f"        {key}: {json.dumps(value)}" for key, value in group_vars[group].items()]

@@ -210,6 +210,32 @@ def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
+def listening_at_8080(name):
+    """The listening sockets of port 8080 on a backend, as ss prints them ("0.0.0.0:8080", "10.0.0.5:8080")."""
+    sockets = (line.split()[3] for line in inventory().get_host(name).check_output("ss -Htln").splitlines())
+    return {socket for socket in sockets if socket.endswith(":8080")}
+
+
+def test_a_bind_address_change_restarts_each_backend_out_of_rotation(tmp_path, hosts_file):
+    # A HUP would make Gunicorn close its socket and listen at the new address at once: the switch
+    # drains the host first. Here each backend moves from every address to its own.
+    addresses = {name: container_ip(container_of(name)) for name in BACKENDS}
+    own_address = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS},
+                                  {"loadbalancers": {"nginx_lb_expose_upstream": True}},
+                                  {name: {"flask_app_bind_address": addresses[name]} for name in BACKENDS})
+    for inventory_file, wanted in ((own_address, addresses), (hosts_file, dict.fromkeys(BACKENDS, "0.0.0.0"))):
+        masters = {name: gunicorn_pids(name)[0] for name in BACKENDS}
+        with LoadGenerator(container_ip(container_of("lb1")), min_requests=500) as load:
+            run_playbook("site.yml", inventory_file)
+        print(f"bind address {wanted}: load {load.summary()}")
+        assert load.errors == 0 and load.non_2xx == 0, load.summary()
+        for name in BACKENDS:
+            assert gunicorn_pids(name)[0] != masters[name], f"{name} was reloaded, not restarted"
+            assert listening_at_8080(name) == {f"{wanted[name]}:8080"}
+        _, _, recap = run_playbook("site.yml", inventory_file)
+        assert all(counts["changed"] == 0 for counts in recap.values()), recap
+
+
 def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
     # New settings put in force notify a reload, which runs at the end of the play. Here app2 fails
     # before then (its prune meets an old release it cannot remove: it holds a mount point), which stops
@@ -264,6 +290,9 @@ BAD_INPUTS = {
         "app1: the load balancers would send to port 8081 (nginx_lb_backend_port, else nginx_lb_backend_default_port) "
         "but the service listens on flask_app_port=8080"),
     "a canary that is not a boolean": ({}, ["-e", "rolling_canary=maybe"], "rolling_canary must be true or false, got maybe"),
+    "a host name as the bind address": ({}, ["-e", "flask_app_bind_address=localhost"],
+                                        'flask_app_bind_address must be an IP address (IPv4, or IPv6 with or without '
+                                        'brackets; 0.0.0.0 or :: for every address), got "localhost"'),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
 }

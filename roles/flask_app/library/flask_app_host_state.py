@@ -64,6 +64,18 @@ options:
         description: Its password field in C(/etc/shadow), such as C(!) for a locked password.
         type: str
         required: true
+  bind:
+    description: The address and port the service should listen on; whether it does is returned in RV(listening_at_bind).
+    type: dict
+    suboptions:
+      address:
+        description: An IP address, IPv6 with or without brackets; C(0.0.0.0) and C(::) are every address.
+        type: str
+        required: true
+      port:
+        description: The TCP port.
+        type: int
+        required: true
   directories:
     description: Directories as the role creates them; a symbolic link to a directory counts as the directory, as for the file module.
     type: list
@@ -128,6 +140,13 @@ listening_ports:
   type: list
   elements: int
   returned: always
+listening_at_bind:
+  description: >-
+    Whether a socket of the user of I(account) listens at exactly I(bind)'s address and port: a running
+    service that would have to move to another address or port to serve as wanted does not. False without
+    I(account) or I(bind).
+  type: bool
+  returned: always
 checksums:
   description: >-
     The SHA-1 checksum of each of I(files), as the copy and template modules report it; empty for a
@@ -150,9 +169,11 @@ layout_differences:
 """
 
 import grp
+import ipaddress
 import os
 import pwd
 import stat
+import struct
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -230,8 +251,14 @@ def _missing_packages(module, packages):
     return [package for package in packages if package not in installed]
 
 
-def _listening_ports(user):
-    """TCP ports with a listening socket owned by `user` (IPv4 and IPv6).
+def _proc_net_address(hex_address):
+    """An address of /proc/net/tcp{,6}: 32-bit words, each printed in the host's byte order."""
+    words = [int(hex_address[i : i + 8], 16) for i in range(0, len(hex_address), 8)]
+    return ipaddress.ip_address(b"".join(struct.pack("=I", word) for word in words))
+
+
+def _listening_sockets(user):
+    """(address, port) of each TCP socket listening and owned by `user` (IPv4 and IPv6).
 
     Read from /proc/net/tcp{,6}, which any process may read: a process's own
     file descriptors would need ptrace rights, which a container's root may
@@ -240,8 +267,8 @@ def _listening_ports(user):
     try:
         uid = str(pwd.getpwnam(user).pw_uid)
     except KeyError:
-        return []
-    ports = set()
+        return set()
+    found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table, encoding="ascii") as sockets:
@@ -252,8 +279,18 @@ def _listening_ports(user):
             fields = row.split()
             # local_address is HEXADDR:HEXPORT; st 0A is LISTEN; then the owner's uid.
             if len(fields) > 7 and fields[3] == "0A" and fields[7] == uid:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return sorted(ports)
+                address, port = fields[1].rsplit(":", 1)
+                found.add((_proc_net_address(address), int(port, 16)))
+    return found
+
+
+def _listening_at(sockets, bind):
+    """Whether one of the sockets is bound exactly to bind's address (brackets allowed) and port."""
+    try:
+        wanted = ipaddress.ip_address(bind["address"].strip("[]"))
+    except ValueError:
+        return False
+    return (wanted, bind["port"]) in sockets
 
 
 def _checksums(module, paths):
@@ -350,6 +387,13 @@ def main():
                     "password": {"type": "str", "required": True, "no_log": False},
                 },
             },
+            "bind": {
+                "type": "dict",
+                "options": {
+                    "address": {"type": "str", "required": True},
+                    "port": {"type": "int", "required": True},
+                },
+            },
             "directories": {
                 "type": "list",
                 "elements": "dict",
@@ -366,6 +410,7 @@ def main():
     )
     prefix, account = module.params["prefix"], module.params["account"]
     unit = _service(module, module.params["service"])
+    sockets = _listening_sockets(account["user"]) if account else set()
     module.exit_json(
         changed=False,
         current_release=_link_target_id(os.path.join(prefix, "current")),
@@ -374,7 +419,8 @@ def main():
         service_state=unit.get("ActiveState") or "inactive",
         changed_since_start=_changed_since_start(unit, os.path.join(prefix, "current")),
         missing_packages=_missing_packages(module, module.params["packages"]),
-        listening_ports=_listening_ports(account["user"]) if account else [],
+        listening_ports=sorted({port for _, port in sockets}),
+        listening_at_bind=bool(module.params["bind"]) and _listening_at(sockets, module.params["bind"]),
         checksums=_checksums(module, module.params["files"]),
         file_attributes=_file_attributes(module.params["files"]),
         layout_differences=(_account_differences(account) if account else [])
