@@ -168,8 +168,9 @@ def test_a_switch_stopped_before_its_restart_is_finished_by_a_rerun(hosts_file):
         app2.run_expect([0], f"systemctl restart {SERVICE}")
         wait_for(lambda: healthy_release("app2") == stale, what=f"app2 to serve {stale}")
         point_current_at(release)
-        # app1's unit put in force after its start (the same content: its time is what tells).
-        app1.run_expect([0], f"touch /etc/systemd/system/{SERVICE}.service")
+        # app1's unit put in force after its start as the switch does it, a copy of the staged file that keeps
+        # its modification time (the same content: only the copy's change time tells).
+        app1.run_expect([0], f"cp --preserve=timestamps {STAGED_UNIT} /etc/systemd/system/{SERVICE}.service")
         masters = {name: gunicorn_pids(name)[0] for name in BACKENDS}
 
         _, output, recap = run_playbook("site.yml", hosts_file, "--check", "--diff")
@@ -236,6 +237,16 @@ def test_a_bind_address_change_restarts_each_backend_out_of_rotation(tmp_path, h
         assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
+def test_an_ipv6_bind_address_is_bracketed_for_gunicorn(hosts_file):
+    # A dry run renders the settings and decides the switch without touching the host; this lab's
+    # containers have no IPv6 to bind to.
+    for address in ("::", "[::]"):
+        _, output, _ = run_playbook("site.yml", hosts_file, "--check", "--diff", "-e", f"flask_app_bind_address={address}")
+        assert "+HELLO_SERVICE_BIND=[::]:8080" in output, output[-4000:]
+        for name in BACKENDS:
+            assert f"would restart {name} on release" in output, output[-4000:]
+
+
 def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
     # New settings put in force notify a reload, which runs at the end of the play. Here app2 fails
     # before then (its prune meets an old release it cannot remove: it holds a mount point), which stops
@@ -262,7 +273,7 @@ def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
     finally:
         for release in stuck:
             app2.run_expect([0], f"umount {releases}/{release}/mnt && rm -rf {releases}/{release}")
-    run_playbook("site.yml", hosts_file)
+        run_playbook("site.yml", hosts_file)
 
 
 BAD_INPUTS = {

@@ -123,7 +123,8 @@ changed_since_start:
     - What a running service was not started with, one line each ("/opt/app/current changed after the
       service started"): the C(current) link or the unit's file, changed after the unit's main process
       started. A deploy stopped between putting them in place and its restart leaves this.
-    - Compared by modification time, with the start time read from systemd's monotonic clock. Empty
+    - Compared by status change time (ctime, which a rename or a copy that keeps the source's
+      modification time still sets), with the start time read from systemd's monotonic clock. Empty
       when the service is not running.
   type: list
   elements: str
@@ -139,6 +140,13 @@ listening_ports:
     whatever its settings file now says. Empty when it is not running, or without I(account).
   type: list
   elements: int
+  returned: always
+listening:
+  description: >-
+    Each listening socket of the user of I(account), as C(address) (an IP address, no brackets) and C(port),
+    by port: where the running service answers. Empty when it is not running, or without I(account).
+  type: list
+  elements: dict
   returned: always
 listening_at_bind:
   description: >-
@@ -219,7 +227,9 @@ def _changed_since_start(unit, current_link):
     """The current link and unit file, if changed after the running main process started.
 
     systemd gives the start on the monotonic clock, which no clock step moves;
-    it is turned into the wall-clock time that file modification times use.
+    it is turned into the wall-clock time that file times use. The change time
+    (ctime) is compared: the role's copy of the unit keeps the staged file's
+    modification time, but no copy or rename can keep the old change time.
     """
     started_monotonic = int(unit.get("ExecMainStartTimestampMonotonic") or 0)
     if unit.get("ActiveState") != "active" or not started_monotonic:
@@ -228,7 +238,7 @@ def _changed_since_start(unit, current_link):
     changed = []
     for path in (current_link, unit.get("FragmentPath", "")):
         try:
-            if path and os.lstat(path).st_mtime > started_at:
+            if path and os.lstat(path).st_ctime > started_at:
                 changed.append(f"{path} changed after the service started")
         except OSError:
             continue
@@ -282,6 +292,11 @@ def _listening_sockets(user):
                 address, port = fields[1].rsplit(":", 1)
                 found.add((_proc_net_address(address), int(port, 16)))
     return found
+
+
+def _socket_order(socket):
+    address, port = socket
+    return (port, address.version, str(address))
 
 
 def _listening_at(sockets, bind):
@@ -420,6 +435,7 @@ def main():
         changed_since_start=_changed_since_start(unit, os.path.join(prefix, "current")),
         missing_packages=_missing_packages(module, module.params["packages"]),
         listening_ports=sorted({port for _, port in sockets}),
+        listening=[{"address": str(address), "port": port} for address, port in sorted(sockets, key=_socket_order)],
         listening_at_bind=bool(module.params["bind"]) and _listening_at(sockets, module.params["bind"]),
         checksums=_checksums(module, module.params["files"]),
         file_attributes=_file_attributes(module.params["files"]),
