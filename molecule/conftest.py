@@ -107,6 +107,11 @@ def backend_host():
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def listening_sockets(host):
+    """A host's listening TCP sockets, as ss prints them ("0.0.0.0:8080", "10.0.0.5:8080", "[::]:8080")."""
+    return {line.split()[3] for line in host.check_output("ss -Htln").splitlines()}
+
+
 def write_inventory(path, groups, group_vars=None, host_vars=None):
     """An inventory of the scenario's containers with the given group membership (and variables)."""
     lines = ["all:", "  children:"]

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, container_ip, container_of, healthz, inventory,
-                      request, run_playbook, wait_for, write_inventory)
+                      listening_sockets, request, run_playbook, wait_for, write_inventory)
 
 testinfra_hosts = []
 
@@ -213,8 +213,7 @@ def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
 
 def listening_at_8080(name):
     """The listening sockets of port 8080 on a backend, as ss prints them ("0.0.0.0:8080", "10.0.0.5:8080")."""
-    sockets = (line.split()[3] for line in inventory().get_host(name).check_output("ss -Htln").splitlines())
-    return {socket for socket in sockets if socket.endswith(":8080")}
+    return {socket for socket in listening_sockets(inventory().get_host(name)) if socket.endswith(":8080")}
 
 
 def test_a_bind_address_change_restarts_each_backend_out_of_rotation(tmp_path, hosts_file):
@@ -241,7 +240,8 @@ def test_an_ipv6_bind_address_is_bracketed_for_gunicorn(hosts_file):
     # A dry run renders the settings and decides the switch without touching the host; this lab's
     # containers have no IPv6 to bind to.
     for address in ("::", "[::]"):
-        _, output, _ = run_playbook("site.yml", hosts_file, "--check", "--diff", "-e", f"flask_app_bind_address={address}")
+        _, output, _ = run_playbook("site.yml", hosts_file, "--check", "--diff",
+                                    "-e", f"flask_app_bind_address={address}")
         assert "+HELLO_SERVICE_BIND=[::]:8080" in output, output[-4000:]
         for name in BACKENDS:
             assert f"would restart {name} on release" in output, output[-4000:]

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from conftest import (LoadGenerator, PROJECT, SERVICE, container_ip, container_of, healthz, inventory, run_playbook,
-                      upstream_servers, write_inventory)
+from conftest import (LoadGenerator, PROJECT, SERVICE, container_ip, container_of, healthz, inventory,
+                      listening_sockets, run_playbook, upstream_servers, write_inventory)
 
 testinfra_hosts = []
 
@@ -225,7 +225,7 @@ def test_rollback_after_a_partial_rollout_is_refused_until_a_release_is_named(tm
 
 
 def listening_ports(name):
-    return {line.split()[3].rsplit(":", 1)[1] for line in host(name).check_output("ss -Htln").splitlines()}
+    return {socket.rsplit(":", 1)[1] for socket in listening_sockets(host(name))}
 
 
 def upstream_lines():

@@ -41,7 +41,7 @@ options:
   account:
     description:
       - The account the service runs as, as the role creates it. Differences are returned in
-        RV(layout_differences); the TCP ports its user listens on, in RV(listening_ports).
+        RV(layout_differences); the TCP sockets its user listens on, in RV(listening).
     type: dict
     suboptions:
       user:
@@ -133,13 +133,6 @@ missing_packages:
   description: The requested packages dpkg does not list as installed, in the order requested.
   type: list
   elements: str
-  returned: always
-listening_ports:
-  description: >-
-    TCP ports with a listening socket owned by the user of I(account): where the running service answers,
-    whatever its settings file now says. Empty when it is not running, or without I(account).
-  type: list
-  elements: int
   returned: always
 listening:
   description: >-
@@ -434,7 +427,6 @@ def main():
         service_state=unit.get("ActiveState") or "inactive",
         changed_since_start=_changed_since_start(unit, os.path.join(prefix, "current")),
         missing_packages=_missing_packages(module, module.params["packages"]),
-        listening_ports=sorted({port for _, port in sockets}),
         listening=[{"address": str(address), "port": port} for address, port in sorted(sockets, key=_socket_order)],
         listening_at_bind=bool(module.params["bind"]) and _listening_at(sockets, module.params["bind"]),
         checksums=_checksums(module, module.params["files"]),
