@@ -269,15 +269,30 @@ def prepare_lab(lab: Lab) -> None:
     lab.forget_cached_facts()
 
 
-def labs_of_mode(mode_name: str, results_dir: Path, variants: list[str] | None = None) -> list[Lab]:
+def labs_of_mode(
+    mode_name: str, results_dir: Path, variants: list[str] | None = None, pin_backends: bool = True
+) -> list[Lab]:
     """The labs a mode creates; in variants mode, one per variant named (all by default)."""
     if mode_name == "variants":
         return [
-            Lab(name=f"var-{name}", backends=2, results_dir=results_dir, extra_vars=VARIANTS[name])
+            Lab(
+                name=f"var-{name}",
+                backends=2,
+                results_dir=results_dir,
+                extra_vars=VARIANTS[name],
+                pin_backends=pin_backends,
+            )
             for name in variants or VARIANTS
         ]
     backends = LEVERS_BACKENDS if mode_name == "levers" else 2
-    return [Lab(name={"full": "main"}.get(mode_name, mode_name), backends=backends, results_dir=results_dir)]
+    return [
+        Lab(
+            name={"full": "main"}.get(mode_name, mode_name),
+            backends=backends,
+            results_dir=results_dir,
+            pin_backends=pin_backends,
+        )
+    ]
 
 
 def keep_or_tear_down(labs: list[Lab], keep: bool) -> None:
@@ -292,16 +307,16 @@ def keep_or_tear_down(labs: list[Lab], keep: bool) -> None:
         )
 
 
-def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> None:
+def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict, pin_backends: bool) -> None:
     mode = MODES[mode_name]
-    (lab,) = labs_of_mode(mode_name, results_dir)
+    (lab,) = labs_of_mode(mode_name, results_dir, pin_backends=pin_backends)
     deploys: dict[str, list[dict]] = {}
     try:
         step(f"Preparing the bench lab {lab.network} (LB + 2 backends) and the original's image")
         prepare_lab(lab)
         original_stack.ensure_image(lab.log_dir)
         lab.create_containers()
-        original_stack.start(lab.network, owner=lab.network)
+        original_stack.start(lab.network, owner=lab.network, pin_backends=pin_backends)
 
         step("Deploying the lab with site.yml: first converge, then idempotent re-run(s)")
         deploys["first-converge-2"] = [lab.deploy("first converge").as_dict()]
@@ -347,10 +362,10 @@ def benchmark(mode_name: str, results_dir: Path, keep: bool, report: dict) -> No
         keep_or_tear_down([lab], keep)
 
 
-def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[str]) -> None:
+def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[str], pin_backends: bool) -> None:
     """The variants NAMES of C in the same rounds as A and B, so that each variant's targets are one run's ratios."""
     mode = MODES["variants"]
-    labs = dict(zip(names, labs_of_mode("variants", results_dir, names), strict=True))
+    labs = dict(zip(names, labs_of_mode("variants", results_dir, names, pin_backends), strict=True))
     # A and B join the default variant's network; its teardown removes them.
     host_lab = labs["default"]
     references = ("A", "B")
@@ -360,7 +375,7 @@ def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[st
             prepare_lab(lab)
             lab.create_containers()
         original_stack.ensure_image(host_lab.log_dir)
-        original_stack.start(host_lab.network, owner=host_lab.network, setups=references)
+        original_stack.start(host_lab.network, owner=host_lab.network, setups=references, pin_backends=pin_backends)
         step("Deploying each variant with site.yml (two at a time)")
         # Two at a time: the deploys are mostly waiting on docker exec round trips.
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -390,13 +405,13 @@ def compare_variants(results_dir: Path, keep: bool, report: dict, names: list[st
     report["variants"] = {name: [f"-e {k}={v}" for k, v in VARIANTS[name].items()] for name in names}
 
 
-def compare_deploy_levers(results_dir: Path, keep: bool, report: dict) -> None:
+def compare_deploy_levers(results_dir: Path, keep: bool, report: dict, pin_backends: bool) -> None:
     """Idempotent re-runs of site.yml with each of ansible.cfg's speed-ups undone in turn, interleaved."""
     mode = MODES["levers"]
     inherited = [name for name in LEVER_OVERRIDES if name in os.environ]
     if inherited:
         raise StepFailed(f"unset {', '.join(inherited)}: the levers are measured against ansible.cfg as it is")
-    (lab,) = labs_of_mode("levers", results_dir)
+    (lab,) = labs_of_mode("levers", results_dir, pin_backends=pin_backends)
     deploys: dict[str, list[dict]] = {}
     labels = {name: f"rerun-{lab.backends} {name}" for name in LEVERS}
     try:
@@ -433,7 +448,7 @@ def wait_for_time_wait_to_expire(lab: Lab) -> None:
         time.sleep(5)
 
 
-def soak(results_dir: Path, keep: bool, report: dict) -> None:
+def soak(results_dir: Path, keep: bool, report: dict, pin_backends: bool) -> None:
     """Sustained load on C with the kernel's default tcp_tw_reuse on the LB, then with nginx_lb_sysctl's value.
 
     Without upstream keepalive the load balancer opens a connection to a
@@ -444,7 +459,7 @@ def soak(results_dir: Path, keep: bool, report: dict) -> None:
     its value from this machine.
     """
     mode = MODES["soak"]
-    (lab,) = labs_of_mode("soak", results_dir)
+    (lab,) = labs_of_mode("soak", results_dir, pin_backends=pin_backends)
     try:
         role_value = (yaml.safe_load(NGINX_LB_DEFAULTS.read_text()).get("nginx_lb_sysctl") or {}).get(SOAK_SYSCTL)
         if role_value is None:
@@ -519,6 +534,12 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="leave the containers running at the end")
     parser.add_argument(
+        "--shared-cpus",
+        action="store_true",
+        help="every container on every CPU (the method until change 19); by default each backend of B and C "
+        "has one CPU of its own (docker --cpuset-cpus), as the lab's do",
+    )
+    parser.add_argument(
         "--runs", type=int, help="measured rounds (default: 5, smoke 1, deploy-levers 3; soak: slices per phase, 9)"
     )
     parser.add_argument("--duration", type=int, help="seconds per wrk run (default: 10, smoke 2)")
@@ -552,6 +573,7 @@ def main() -> int:
             )
         # The default is every other variant's baseline.
         variants = [name for name in VARIANTS if name == "default" or name in chosen]
+    pin_backends = not args.shared_cpus
     if args.teardown:
         try:
             tear_down_all(labs_of_mode(mode_name, PROJECT_ROOT / "results" / "bench-teardown"))
@@ -588,6 +610,7 @@ def main() -> int:
         "meta": machine_facts(command),
         "setups": {},
     }
+    report["meta"]["backends_pinned"] = pin_backends
     if load:
         report["load"] = {
             "threads": load.threads,
@@ -602,13 +625,13 @@ def main() -> int:
         with loadgen.client_ports_reusable() as tw_reuse:
             report["meta"]["tcp_tw_reuse"] = tw_reuse
             if mode_name == "variants":
-                compare_variants(results_dir, args.keep, report, variants)
+                compare_variants(results_dir, args.keep, report, variants, pin_backends)
             elif mode_name == "soak":
-                soak(results_dir, args.keep, report)
+                soak(results_dir, args.keep, report, pin_backends)
             elif mode_name == "levers":
-                compare_deploy_levers(results_dir, args.keep, report)
+                compare_deploy_levers(results_dir, args.keep, report, pin_backends)
             else:
-                benchmark(mode_name, results_dir, args.keep, report)
+                benchmark(mode_name, results_dir, args.keep, report, pin_backends)
     except (StepFailed, Interrupted, KeyboardInterrupt, subprocess.SubprocessError) as error:
         print(f"ERROR: {error}", file=sys.stderr)
         print(f"INVALID: the benchmark did not complete; logs in {results_dir / 'logs'}", file=sys.stderr)

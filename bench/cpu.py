@@ -16,6 +16,18 @@ from shell import run
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+def backend_cpuset(number: int) -> str:
+    """The CPU that backend NUMBER (1, 2, ...) is pinned to: the engine's CPUs in turn.
+
+    The same rule as playbooks/lab.yml's lab_pin_backends, so that B's
+    backends and C's are measured on the same footing: a backend with a CPU
+    of its own, as on a server, while the load balancers and wrk run where
+    there is room.
+    """
+    engine_cpus = int(run(["docker", "info", "--format", "{{.NCPU}}"]).stdout.strip())
+    return str((number - 1) % engine_cpus)
+
+
 def _cgroup_usage_file(container: str) -> Path:
     """The file holding the container's cumulative CPU time, cgroup v1 or v2."""
     inspected = run(["docker", "inspect", "--format", "{{.Id}} {{.State.Pid}}", container]).stdout.split()

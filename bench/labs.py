@@ -39,6 +39,8 @@ class Lab:
     backends: int
     results_dir: Path
     extra_vars: dict = field(default_factory=dict)
+    # Each backend's container on one CPU of its own, in turn (lab_pin_backends, playbooks/lab.yml).
+    pin_backends: bool = False
 
     def __post_init__(self) -> None:
         # Docker's DNS answers only for names that fit one DNS label: a longer
@@ -93,6 +95,7 @@ class Lab:
                     "ansible_connection": "community.docker.docker",
                     "ansible_user": "root",
                     "lab_network": self.network,
+                    "lab_pin_backends": self.pin_backends,
                 },
                 "children": {
                     "loadbalancers": {

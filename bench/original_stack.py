@@ -12,6 +12,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from cpu import backend_cpuset
 from shell import PROJECT_ROOT, StepFailed, info, run, run_logged
 
 IMAGE = "hello-service/bench-original:bookworm"
@@ -131,10 +132,14 @@ def cpu_parts(setup: str) -> dict[str, list[str]]:
     return {part: [container_name(name) for name in names] for part, names in SETUPS[setup]["parts"].items()}
 
 
-def start(network: str, owner: str, setups: tuple[str, ...] = tuple(SETUPS)) -> None:
-    """Start the containers of SETUPS on NETWORK, labelled with OWNER (the bench lab's network)."""
+def start(network: str, owner: str, setups: tuple[str, ...] = tuple(SETUPS), pin_backends: bool = False) -> None:
+    """Start the containers of SETUPS on NETWORK, labelled with OWNER (the bench lab's network).
+
+    PIN_BACKENDS puts each of B's backends on one CPU, as C's are pinned.
+    """
     wanted = {name for key in setups for names in SETUPS[key]["parts"].values() for name in names}
     names = [name for name in CONTAINERS if name in wanted]
+    backends = SETUPS["B"]["parts"]["backends"]
     for name in names:
         spec = CONTAINERS[name]
         argv = [
@@ -150,6 +155,8 @@ def start(network: str, owner: str, setups: tuple[str, ...] = tuple(SETUPS)) -> 
         ]
         for alias in spec["aliases"]:
             argv += ["--network-alias", alias]
+        if pin_backends and name in backends:
+            argv += ["--cpuset-cpus", backend_cpuset(backends.index(name) + 1)]
         run(argv + [IMAGE, *spec["command"]])
     info(f"started {', '.join(container_name(name) for name in names)}")
 

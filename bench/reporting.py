@@ -351,6 +351,12 @@ def markdown(report: dict) -> str:
         f"kernel {meta['kernel']}; load average at start {meta['load_average_at_start']}, "
         f"at end {meta.get('load_average_at_end', '?')}; {meta['other_containers']} other containers running",
         f"- Command: `{meta['command']}` ({meta['duration_s']:.0f}s in all)",
+        "- Backends: "
+        + (
+            "each of B's and C's on one CPU of its own (docker --cpuset-cpus); load balancers, A, E and wrk on any"
+            if meta.get("backends_pinned")
+            else "every container on any CPU"
+        ),
     ]
     lines += _load_lines(report) if report["setups"] else [""]
     if report.get("levers"):
