@@ -202,27 +202,39 @@ if not forwarded_allow_ips:
 
 # --- Workers -----------------------------------------------------------------
 
-# Gunicorn's rule of thumb for a CPU-light app: two workers per core, plus one.
-workers = _integer("WORKERS", 2 * _usable_cpu_count() + 1, minimum=1)
+usable_cpus = _usable_cpu_count()
 
-# sync behind the load balancer, as Gunicorn's design notes advise for a
-# CPU-light app behind a buffering proxy. A sync worker accepts a connection
-# only when it is free, so waiting requests queue once, in the listen socket,
-# first come first served. A gthread worker accepts while its threads are
-# busy and keeps serving every connection it accepted, and the load balancer
-# picks which kept-alive connection carries a request, so requests queue
-# behind one busy worker while another idles. docs/benchmark.md measures
-# 5 gthread workers with upstream keep-alive at about 3 times sync's 99th
-# percentile latency, for 14% more requests/s on cores the load balancer
-# shares. With one gthread worker per host there is one queue again: the
-# choice for a host with one CPU (change 8 there), or for requests that
-# wait on I/O for long.
-worker_class = _choice("WORKER_CLASS", "sync", WORKER_CLASSES)
+# Workers: Gunicorn's rule of thumb for a CPU-light app, two per CPU plus
+# one; with worker class auto on a single CPU, one.
+#
+# Worker class auto (the default) follows from the number of workers. Several:
+# sync, as Gunicorn's design notes advise for a CPU-light app behind a
+# buffering proxy. A sync worker accepts a connection only when it is free,
+# so waiting requests queue once, in the listen socket, first come first
+# served; the price is a new connection from the load balancer per request.
+# One: gthread. A single process is still one queue per host, and its
+# threads keep the load balancer's connections alive, which costs less CPU
+# per request than a connection each. Several gthread processes would each
+# serve every connection they accepted, so requests would queue behind one
+# busy process while another idles: docs/benchmark.md measures 6 to 8 times
+# sync's 99th percentile latency for that (change 16), and the one gthread
+# worker at 1.4 times sync's requests/s on backends with a CPU each (change 19).
+requested_worker_class = _choice("WORKER_CLASS", "auto", ("auto", *WORKER_CLASSES))
+workers = _integer(
+    "WORKERS", 1 if requested_worker_class == "auto" and usable_cpus == 1 else 2 * usable_cpus + 1, minimum=1
+)
+if requested_worker_class == "auto":
+    worker_class = "gthread" if workers == 1 else "sync"
+else:
+    worker_class = requested_worker_class
 
 threads = _integer("THREADS", 2 if worker_class == "gthread" else 1, minimum=1)
 if worker_class == "sync" and threads > 1:
-    # Gunicorn would silently run gthread instead; say so rather than surprise.
-    raise _invalid(PREFIX + "THREADS", str(threads), "1 when HELLO_SERVICE_WORKER_CLASS=sync")
+    if requested_worker_class == "sync":
+        # Gunicorn would silently run gthread instead; say so rather than surprise.
+        raise _invalid(PREFIX + "THREADS", str(threads), "1 when HELLO_SERVICE_WORKER_CLASS=sync")
+    # auto with several workers: THREADS is for the single gthread worker.
+    threads = 1
 
 timeout = _integer("TIMEOUT", 30, minimum=1)
 graceful_timeout = _integer("GRACEFUL_TIMEOUT", 20, minimum=1)
@@ -240,6 +252,10 @@ keepalive = _integer("KEEPALIVE", 75, minimum=0)
 # worker's host answers nothing meanwhile (docs/benchmark.md, change 8). With
 # one worker the default is 0, and asking for recycling is refused.
 max_requests = _integer("MAX_REQUESTS", 10000 if workers > 1 else 0, minimum=0)
+if workers == 1 and PREFIX + "WORKERS" not in os.environ:
+    # The single worker chosen for a single CPU: MAX_REQUESTS, which the
+    # Ansible role always sets, is for the hosts that run several.
+    max_requests = 0
 if workers == 1 and max_requests > 0:
     raise _invalid(
         PREFIX + "MAX_REQUESTS",
@@ -247,6 +263,9 @@ if workers == 1 and max_requests > 0:
         f"0 when {PREFIX}WORKERS=1: recycling the only worker leaves none to answer while its replacement starts",
     )
 max_requests_jitter = _integer("MAX_REQUESTS_JITTER", max_requests // 10, minimum=0)
+if max_requests == 0:
+    # No recycling, nothing to spread out.
+    max_requests_jitter = 0
 
 # Not preloaded: each worker imports the app itself, so a HUP (new workers)
 # picks up new application code and the settings exported above.

@@ -112,6 +112,26 @@ def listening_sockets(host):
     return {line.split()[3] for line in host.check_output("ss -Htln").splitlines()}
 
 
+def gunicorn_pids(backend):
+    """The service's main process id and its workers' ids on BACKEND (an inventory name or a testinfra host)."""
+    host = inventory().get_host(backend) if isinstance(backend, str) else backend
+    main = host.check_output(f"systemctl show -p MainPID --value {SERVICE}")
+    workers = set(host.check_output(f"ps -o pid= --ppid {main}").split())
+    return main, workers
+
+
+def upstream_connections(lb):
+    """The load balancer's open connections to backends (kept alive, or still in use)."""
+    return lb.check_output("ss -Htn state established '( dport = :8080 )'").splitlines()
+
+
+def connection_header(host, port=8080):
+    """The Connection header of the service's answer to one HTTP/1.1 request, asked on the host itself."""
+    return host.check_output(
+        "python3 -c \"import http.client; c = http.client.HTTPConnection('127.0.0.1', %d);"
+        " c.request('GET', '/requestme'); print(c.getresponse().getheader('Connection'))\"" % port)
+
+
 def write_inventory(path, groups, group_vars=None, host_vars=None):
     """An inventory of the scenario's containers with the given group membership (and variables)."""
     lines = ["all:", "  children:"]

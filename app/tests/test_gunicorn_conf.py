@@ -66,12 +66,15 @@ class Evaluation:
 def evaluate(app_dir):
     """Evaluate gunicorn.conf.py with exactly the given HELLO_SERVICE_* variables."""
 
-    def run(**variables):
+    def run(cpus=None, **variables):
+        """CPUS: run on the first CPUS of this process's CPUs, as a pinned service would."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         env.update(variables)
+        allowed = sorted(os.sched_getaffinity(0))[:cpus] if cpus else None
         completed = subprocess.run(
             [sys.executable, "-c", _EVALUATE, str(app_dir / "gunicorn.conf.py"), *GUNICORN_SETTINGS],
             env=env,
+            preexec_fn=(lambda: os.sched_setaffinity(0, allowed)) if allowed else None,
             capture_output=True,
             text=True,
             timeout=60,
@@ -94,12 +97,16 @@ def settings_file(tmp_path):
     return write
 
 
-def test_defaults(evaluate):
-    evaluation = evaluate()
-    cores = evaluation.output["cpu_count"]
+needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to run on")
+
+
+@needs_two_cpus
+def test_defaults_on_two_cpus(evaluate):
+    evaluation = evaluate(cpus=2)
+    assert evaluation.output["cpu_count"] == 2
     assert evaluation.settings | {"access_log_format": None, "worker_tmp_dir": None} == {
         "bind": ["0.0.0.0:8080"],
-        "workers": 2 * cores + 1,
+        "workers": 5,
         "worker_class": "sync",
         "threads": 1,
         "timeout": 30,
@@ -118,6 +125,48 @@ def test_defaults(evaluate):
         "raw_env": [],
         "control_socket_disable": True,
     }
+
+
+def test_one_cpu_runs_one_gthread_worker_with_two_threads_and_no_recycling(evaluate):
+    evaluation = evaluate(cpus=1)
+    assert evaluation.output["cpu_count"] == 1
+    settings = evaluation.settings
+    assert (settings["worker_class"], settings["workers"], settings["threads"]) == ("gthread", 1, 2)
+    assert (settings["max_requests"], settings["max_requests_jitter"]) == (0, 0)
+
+
+def test_one_cpu_ignores_the_recycling_meant_for_several_workers(evaluate):
+    # The role always writes MAX_REQUESTS and its jitter; on one CPU there is one worker to recycle.
+    settings = evaluate(cpus=1, HELLO_SERVICE_MAX_REQUESTS="10000", HELLO_SERVICE_MAX_REQUESTS_JITTER="1000").settings
+    assert (settings["workers"], settings["max_requests"], settings["max_requests_jitter"]) == (1, 0, 0)
+
+
+def test_one_cpu_takes_the_threads_asked_for(evaluate):
+    assert evaluate(cpus=1, HELLO_SERVICE_THREADS="4").settings["threads"] == 4
+
+
+def test_one_cpu_with_several_workers_asked_for_runs_sync_workers(evaluate):
+    settings = evaluate(cpus=1, HELLO_SERVICE_WORKERS="3", HELLO_SERVICE_THREADS="4").settings
+    assert (settings["worker_class"], settings["workers"], settings["threads"]) == ("sync", 3, 1)
+    assert settings["max_requests"] == 10000
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_one_cpu_keeps_the_worker_class_asked_for_and_two_per_cpu_plus_one(evaluate, worker_class):
+    settings = evaluate(cpus=1, HELLO_SERVICE_WORKER_CLASS=worker_class).settings
+    assert (settings["worker_class"], settings["workers"]) == (worker_class, 3)
+
+
+@needs_two_cpus
+def test_one_worker_asked_for_on_two_cpus_is_a_gthread_worker(evaluate):
+    settings = evaluate(cpus=2, HELLO_SERVICE_WORKERS="1").settings
+    assert (settings["worker_class"], settings["workers"], settings["threads"]) == ("gthread", 1, 2)
+
+
+@needs_two_cpus
+def test_threads_are_unused_by_the_sync_workers_auto_picks_on_two_cpus(evaluate):
+    settings = evaluate(cpus=2, HELLO_SERVICE_THREADS="4").settings
+    assert (settings["worker_class"], settings["workers"], settings["threads"]) == ("sync", 5, 1)
 
 
 def test_keepalive_outlasts_load_balancer_keepalive_of_60s(evaluate):

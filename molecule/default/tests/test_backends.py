@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from conftest import SERVICE, healthz, hosts_in, journal, wait_for
+from conftest import SERVICE, connection_header, gunicorn_pids, healthz, hosts_in, journal, wait_for
 
 testinfra_hosts = hosts_in("backends")
 
@@ -103,13 +103,15 @@ def test_service_user_has_no_login_shell(host):
     assert host.user(SERVICE).shell == "/usr/sbin/nologin"
 
 
-def test_workers_close_each_connection_after_their_answer(host):
-    # sync workers: a worker takes the next connection only when it is free,
-    # so waiting requests queue in the listen socket, first come first served.
-    header = host.check_output(
-        "python3 -c \"import http.client; c = http.client.HTTPConnection('127.0.0.1', 8080);"
-        " c.request('GET', '/requestme'); print(c.getresponse().getheader('Connection'))\"")
-    assert header == "close"
+def test_sync_workers_two_per_cpu_plus_one_close_each_connection(host):
+    # This scenario's backends see every CPU (the rolling scenario's have one
+    # each): sync workers, each taking the next connection only when it is
+    # free, so waiting requests queue in the listen socket, first come first served.
+    cpus = int(host.check_output("nproc"))
+    if cpus < 2:
+        pytest.skip(f"the backends see {cpus} CPU: they run the one-CPU profile (the rolling scenario's test)")
+    assert len(gunicorn_pids(host)[1]) == 2 * cpus + 1
+    assert connection_header(host) == "close"
 
 
 def test_health_reports_the_current_release(host):

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, container_ip, container_of, healthz, inventory,
-                      listening_sockets, request, run_playbook, wait_for, write_inventory)
+from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, connection_header, container_ip, container_of,
+                      gunicorn_pids, healthz, inventory, listening_sockets, request, run_playbook, upstream_connections,
+                      wait_for, write_inventory)
 
 testinfra_hosts = []
 
@@ -28,33 +29,23 @@ def hosts_file(tmp_path_factory):
                            {"loadbalancers": {"nginx_lb_expose_upstream": True}})
 
 
-def gunicorn_pids(name):
-    host = inventory().get_host(name)
-    main = host.check_output(f"systemctl show -p MainPID --value {SERVICE}")
-    workers = set(host.check_output(f"ps -o pid= --ppid {main}").split())
-    return main, workers
-
-
-def upstream_connections(lb):
-    """The load balancer's open connections to backends (kept alive, or still in use)."""
-    return lb.check_output("ss -Htn state established '( dport = :8080 )'").splitlines()
-
-
-def test_one_cpu_profile_keeps_one_worker_and_upstream_connections(hosts_file):
-    # roles/flask_app/README.md, "Sizing Gunicorn": the profile for backends with one CPU.
+def test_one_worker_asked_for_keeps_upstream_connections_alive(hosts_file):
+    # roles/flask_app/README.md, "Sizing Gunicorn": worker class auto follows the number of workers. These
+    # backends see every CPU, so they run sync workers until one worker is asked for (the rolling scenario's
+    # backends, with one CPU each, get the single gthread worker without asking).
     lb = inventory().get_host("lb1")
     address = container_ip(container_of("lb1"))
     with LoadGenerator(address, min_requests=300) as load:
         pass
     assert load.errors == 0 and load.non_2xx == 0, load.summary()
-    # The defaults: sync workers close every connection, so none is left open.
+    # The defaults here: sync workers close every connection, so none is left open, upstream keep-alive or not.
     assert upstream_connections(lb) == []
-    profile = ["-e", "flask_app_worker_class=gthread", "-e", "flask_app_workers=1", "-e", "flask_app_max_requests=0",
-               "-e", "nginx_lb_keepalive=32"]
+    profile = ["-e", "flask_app_workers=1", "-e", "flask_app_max_requests=0"]
     try:
         run_playbook("site.yml", hosts_file, *profile)
         for name in BACKENDS:
             wait_for(lambda: len(gunicorn_pids(name)[1]) == 1, timeout=30, what=f"{name} to run one worker")
+            assert connection_header(inventory().get_host(name)) == "keep-alive", f"{name}: not a gthread worker"
         with LoadGenerator(address, min_requests=300) as load:
             pass
         print(f"one-cpu profile: load {load.summary()}")

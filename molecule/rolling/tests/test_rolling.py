@@ -9,8 +9,9 @@ import shutil
 
 import pytest
 
-from conftest import (LoadGenerator, PROJECT, SERVICE, container_ip, container_of, healthz, inventory,
-                      listening_sockets, run_playbook, upstream_servers, write_inventory)
+from conftest import (LoadGenerator, PROJECT, SERVICE, connection_header, container_ip, container_of, gunicorn_pids,
+                      healthz, inventory, listening_sockets, run_playbook, upstream_connections, upstream_servers,
+                      write_inventory)
 
 testinfra_hosts = []
 
@@ -85,6 +86,20 @@ def test_converged_release_serves_everywhere():
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1, releases
     state["R1"] = releases["app1"]
+
+
+def test_backends_with_one_cpu_run_one_keep_alive_worker_by_default(lb_address):
+    # molecule.yml pins each backend to one CPU; site.yml ran with the roles' defaults, and the service
+    # chose the one-CPU profile itself (roles/flask_app/README.md, "Sizing Gunicorn").
+    for name in BACKENDS:
+        assert host(name).check_output("nproc") == "1", f"{name} is not pinned to one CPU"
+        assert len(gunicorn_pids(name)[1]) == 1, f"{name} does not run exactly one worker"
+        assert connection_header(host(name)) == "keep-alive", f"{name}: not a gthread worker"
+    with LoadGenerator(lb_address, concurrency=8, min_requests=500) as load:
+        pass
+    assert load.errors == 0 and load.non_2xx == 0, load.summary()
+    kept = {line.split()[-1].rsplit(":", 1)[0] for line in upstream_connections(host("lb1"))}
+    assert kept == {container_ip(container_of(name)) for name in BACKENDS}, "not every backend's connection was kept"
 
 
 def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file, lb_address):
