@@ -270,7 +270,7 @@ def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
 BAD_INPUTS = {
     "port out of range": ({}, ["-e", "flask_app_port=70000"], "flask_app_port must be within 1-65535, got 70000"),
     "unknown balancing method": ({}, ["-e", "nginx_lb_balance_method=fastest"], "nginx_lb_balance_method"),
-    "threads with sync workers": ({}, ["-e", "flask_app_threads=4"],
+    "threads with sync workers": ({}, ["-e", "flask_app_worker_class=sync", "-e", "flask_app_threads=4"],
                                   "flask_app_threads must be 0 or 1 with flask_app_worker_class sync"),
     "too few worker connections": ({}, ["-e", "nginx_lb_worker_connections=16"],
                                    "nginx_lb_worker_connections must be within 64-262144"),
