@@ -250,7 +250,8 @@ keepalive = _integer("KEEPALIVE", 75, minimum=0)
 # second worker: Gunicorn forks the replacement only once the old worker has
 # exited, and the new one imports the app before it accepts, so a lone
 # worker's host answers nothing meanwhile (docs/benchmark.md, change 8). With
-# one worker the default is 0, and asking for recycling is refused.
+# one worker the default is 0; asking for recycling with WORKERS=1 is refused,
+# and the single worker chosen for one CPU is not recycled.
 max_requests = _integer("MAX_REQUESTS", 10000 if workers > 1 else 0, minimum=0)
 if workers == 1 and PREFIX + "WORKERS" not in os.environ:
     # The single worker chosen for a single CPU: MAX_REQUESTS, which the

@@ -101,13 +101,15 @@ LEVERS_BACKENDS = 8
 LEVER_OVERRIDES = ("ANSIBLE_CONFIG", "ANSIBLE_PIPELINING", "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_FORKS",
                    "ANSIBLE_GATHERING", "ANSIBLE_STRATEGY", "ANSIBLE_KEEP_REMOTE_FILES")
 
+# The defaults until change 19: sync workers, no upstream keep-alive.
+SYNC_BACKENDS = {"flask_app_worker_class": "sync", "nginx_lb_keepalive": 0}
 ONE_CPU_BACKENDS = {
     "flask_app_worker_class": "gthread",
     "flask_app_workers": 1,
     "flask_app_max_requests": 0,
     "nginx_lb_keepalive": 32,
 }
-# Backends with a gthread process per CPU each sees (2 in this lab), behind upstream keep-alive
+# Backends with a gthread process per CPU each sees (2 on shared cores), behind upstream keep-alive
 # (docs/benchmark.md, change 16).
 GTHREAD_PER_CPU_BACKENDS = {
     "flask_app_worker_class": "gthread",
@@ -115,6 +117,9 @@ GTHREAD_PER_CPU_BACKENDS = {
     "nginx_lb_keepalive": 32,
 }
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
+# Those before change 19 were measured with every container on every CPU (now --shared-cpus) and the
+# defaults of their time, SYNC_BACKENDS. With the backends pinned, as by default now, "default" is the
+# one-CPU profile (one-cpu differs only by asking for it), and lb-keepalive-32 is the default.
 VARIANTS = {
     "default": {},
     # The defaults until their tail showed (docs/benchmark.md, change 3): gthread workers, upstream keepalive.
@@ -139,7 +144,7 @@ VARIANTS = {
     # One request at a time per backend: does the profile's tail come from its two threads sharing one core?
     "one-cpu-1-thread": {**ONE_CPU_BACKENDS, "flask_app_threads": 1},
     "gthread": {"flask_app_worker_class": "gthread"},
-    # One gthread process per CPU (2 here, not 2 x CPUs + 1), with keep-alive: fewer per-process queues.
+    # One gthread process per CPU (2 on shared cores, not 2 x CPUs + 1), with keep-alive: fewer per-process queues.
     "gthread-per-cpu-lb-keepalive-32": GTHREAD_PER_CPU_BACKENDS,
     # The same with each upstream connection closed after 50 requests: do new connections even out the queues?
     "gthread-per-cpu-keepalive-50-requests": {**GTHREAD_PER_CPU_BACKENDS, "nginx_lb_keepalive_requests": 50},
@@ -147,7 +152,9 @@ VARIANTS = {
     "gthread-per-cpu-no-recycling": {**GTHREAD_PER_CPU_BACKENDS, "flask_app_max_requests": 0},
     "gthread-per-cpu-1-thread-lb-keepalive-32": {**GTHREAD_PER_CPU_BACKENDS, "flask_app_threads": 1},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
-    # Fewer sync workers than Gunicorn's 2 x CPUs + 1: in this lab two backends share 2 cores.
+    # The defaults until change 19, for backends with several CPUs now.
+    "sync-workers": SYNC_BACKENDS,
+    # Fewer sync workers than Gunicorn's 2 x CPUs + 1: on shared cores two backends share 2 cores.
     "workers-2": {"flask_app_workers": 2},
     "workers-3": {"flask_app_workers": 3},
     # The load balancer's default until change 9: the original recipe's method.
@@ -453,13 +460,17 @@ def soak(results_dir: Path, keep: bool, report: dict, pin_backends: bool) -> Non
 
     Without upstream keepalive the load balancer opens a connection to a
     backend for every request and closes about half of them first; each of
-    those keeps its local port in TIME_WAIT for 60 s. The containers' own
+    those keeps its local port in TIME_WAIT for 60 s. That is what backends
+    with sync workers cost (several CPUs each), so the soak's lab runs them,
+    with keep-alive off (SYNC_BACKENDS). The containers' own
     /proc/sys is read-only (the role leaves it alone there): playbooks/lab.yml
     has the engine create the LB with the role's value, and each phase sets
     its value from this machine.
     """
     mode = MODES["soak"]
     (lab,) = labs_of_mode("soak", results_dir, pin_backends=pin_backends)
+    # On pinned backends the defaults' single gthread worker keeps its connections: no port is used up.
+    lab.extra_vars = SYNC_BACKENDS
     try:
         role_value = (yaml.safe_load(NGINX_LB_DEFAULTS.read_text()).get("nginx_lb_sysctl") or {}).get(SOAK_SYSCTL)
         if role_value is None:
@@ -537,7 +548,7 @@ def main() -> int:
         "--shared-cpus",
         action="store_true",
         help="every container on every CPU (the method until change 19); by default each backend of B and C "
-        "has one CPU of its own (docker --cpuset-cpus), as the lab's do",
+        "is pinned to one CPU (docker --cpuset-cpus), as the lab's are",
     )
     parser.add_argument(
         "--runs", type=int, help="measured rounds (default: 5, smoke 1, deploy-levers 3; soak: slices per phase, 9)"

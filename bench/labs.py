@@ -39,7 +39,7 @@ class Lab:
     backends: int
     results_dir: Path
     extra_vars: dict = field(default_factory=dict)
-    # Each backend's container on one CPU of its own, in turn (lab_pin_backends, playbooks/lab.yml).
+    # Each backend's container pinned to one CPU, in turn (lab_pin_backends, playbooks/lab.yml).
     pin_backends: bool = False
 
     def __post_init__(self) -> None:

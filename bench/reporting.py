@@ -353,7 +353,7 @@ def markdown(report: dict) -> str:
         f"- Command: `{meta['command']}` ({meta['duration_s']:.0f}s in all)",
         "- Backends: "
         + (
-            "each of B's and C's on one CPU of its own (docker --cpuset-cpus); load balancers, A, E and wrk on any"
+            "each of B's and C's pinned to one CPU (docker --cpuset-cpus); load balancers, A, E and wrk on any"
             if meta.get("backends_pinned")
             else "every container on any CPU"
         ),
