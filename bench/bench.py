@@ -297,6 +297,9 @@ def labs_of_mode(
             name={"full": "main"}.get(mode_name, mode_name),
             backends=backends,
             results_dir=results_dir,
+            # The soak is about a connection per request; on pinned backends the defaults' single
+            # gthread worker keeps its connections, and no port would be used up.
+            extra_vars=SYNC_BACKENDS if mode_name == "soak" else {},
             pin_backends=pin_backends,
         )
     ]
@@ -469,8 +472,6 @@ def soak(results_dir: Path, keep: bool, report: dict, pin_backends: bool) -> Non
     """
     mode = MODES["soak"]
     (lab,) = labs_of_mode("soak", results_dir, pin_backends=pin_backends)
-    # On pinned backends the defaults' single gthread worker keeps its connections: no port is used up.
-    lab.extra_vars = SYNC_BACKENDS
     try:
         role_value = (yaml.safe_load(NGINX_LB_DEFAULTS.read_text()).get("nginx_lb_sysctl") or {}).get(SOAK_SYSCTL)
         if role_value is None:

@@ -120,9 +120,10 @@ def gunicorn_pids(backend):
     return main, workers
 
 
-def upstream_connections(lb):
-    """The load balancer's open connections to backends (kept alive, or still in use)."""
-    return lb.check_output("ss -Htn state established '( dport = :8080 )'").splitlines()
+def upstream_peers(lb):
+    """The backend addresses the load balancer holds an open connection to (kept alive, or still in use)."""
+    lines = lb.check_output("ss -Htn state established '( dport = :8080 )'").splitlines()
+    return {line.split()[-1].rsplit(":", 1)[0] for line in lines}
 
 
 def connection_header(host, port=8080):
