@@ -69,6 +69,11 @@ lint: venv ## Run yamllint and ansible-lint on the whole repository
 test-app: ## Run the service's unit tests in a venv made from its pinned requirements
 	@scripts/test-app
 
+.PHONY: test-unit
+test-unit: venv ## Run the unit tests of the roles' modules and plugins (no containers)
+	@echo "==> pytest tests/unit"
+	@$(BIN)/pytest -q tests/unit
+
 .PHONY: test-molecule
 test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default scale", MOLECULE_JOBS=1)
 	@scripts/test-molecule $(SCENARIOS)
@@ -86,5 +91,5 @@ test-bench: venv engine ## Run the benchmark harness in its short smoke mode
 	@bench/run --smoke
 
 .PHONY: test
-test: lint test-app test-molecule test-lab test-bench ## Run every test
+test: lint test-unit test-app test-molecule test-lab test-bench ## Run every test
 	@echo "==> all tests passed"
