@@ -57,13 +57,17 @@ rollback: venv ## Roll the backends back to the previous release (RELEASE=id for
 	@$(ANSIBLE_PLAYBOOK) playbooks/rollback.yml $(if $(RELEASE),-e release=$(RELEASE))
 
 .PHONY: lint
-lint: venv ## Run yamllint and ansible-lint on the whole repository
+lint: venv ## Run yamllint, ansible-lint and the role README check
 	@echo "==> yamllint"
 	@$(BIN)/yamllint --strict .
 	@echo "==> ansible-lint"
 	@$(BIN)/ansible-lint
 	@echo "==> role READMEs"
-	@$(BIN)/python scripts/role-readme --check
+	@scripts/role-docs --check
+
+.PHONY: role-docs
+role-docs: venv ## Regenerate the inputs part of each role's README from its meta/ (aar-doc)
+	@scripts/role-docs
 
 .PHONY: test-app
 test-app: ## Run the service's unit tests in a venv made from its pinned requirements
