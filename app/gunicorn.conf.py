@@ -217,8 +217,8 @@ usable_cpus = _usable_cpu_count()
 # per request than a connection each. Several gthread processes would each
 # serve every connection they accepted, so requests would queue behind one
 # busy process while another idles: docs/benchmark.md measures 6 to 8 times
-# sync's 99th percentile latency for that (change 16), and the one gthread
-# worker at 1.4 times sync's requests/s on backends with a CPU each (change 19).
+# sync's 99th percentile latency for that, and the one gthread
+# worker at 1.4 times sync's requests/s on backends with a CPU each.
 requested_worker_class = _choice("WORKER_CLASS", "auto", ("auto", *WORKER_CLASSES))
 workers = _integer(
     "WORKERS", 1 if requested_worker_class == "auto" and usable_cpus == 1 else 2 * usable_cpus + 1, minimum=1
@@ -249,7 +249,7 @@ keepalive = _integer("KEEPALIVE", 75, minimum=0)
 # keeps all workers from restarting at the same moment. Recycling needs a
 # second worker: Gunicorn forks the replacement only once the old worker has
 # exited, and the new one imports the app before it accepts, so a lone
-# worker's host answers nothing meanwhile (docs/benchmark.md, change 8). With
+# worker's host answers nothing meanwhile (a p99 4.7 times as long). With
 # one worker the default is 0; asking for recycling with WORKERS=1 is refused,
 # and the single worker chosen for one CPU is not recycled.
 max_requests = _integer("MAX_REQUESTS", 10000 if workers > 1 else 0, minimum=0)

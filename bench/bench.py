@@ -101,7 +101,7 @@ LEVERS_BACKENDS = 8
 LEVER_OVERRIDES = ("ANSIBLE_CONFIG", "ANSIBLE_PIPELINING", "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_FORKS",
                    "ANSIBLE_GATHERING", "ANSIBLE_STRATEGY", "ANSIBLE_KEEP_REMOTE_FILES")
 
-# The defaults until change 19: sync workers, no upstream keep-alive.
+# The defaults before the backends were pinned to a CPU each: sync workers, no upstream keep-alive.
 SYNC_BACKENDS = {"flask_app_worker_class": "sync", "nginx_lb_keepalive": 0}
 ONE_CPU_BACKENDS = {
     "flask_app_worker_class": "gthread",
@@ -110,19 +110,19 @@ ONE_CPU_BACKENDS = {
     "nginx_lb_keepalive": 32,
 }
 # Backends with a gthread process per CPU each sees (2 on shared cores), behind upstream keep-alive
-# (docs/benchmark.md, change 16).
+# (docs/benchmark.md: the most requests/s measured, at 6 to 8 times sync's p99).
 GTHREAD_PER_CPU_BACKENDS = {
     "flask_app_worker_class": "gthread",
     "flask_app_workers": 2,
     "nginx_lb_keepalive": 32,
 }
 # Variants of setup C: each is its own lab (LB + 2 backends) deployed with these extra vars.
-# Those before change 19 were measured with every container on every CPU (now --shared-cpus) and the
+# Those older than the pinned backends were measured with every container on every CPU (now --shared-cpus) and the
 # defaults of their time, SYNC_BACKENDS. With the backends pinned, as by default now, "default" is the
 # one-CPU profile (one-cpu differs only by asking for it), and lb-keepalive-32 is the default.
 VARIANTS = {
     "default": {},
-    # The defaults until their tail showed (docs/benchmark.md, change 3): gthread workers, upstream keepalive.
+    # The first defaults, dropped for their tail (a queue per worker): gthread workers, upstream keepalive.
     "gthread-lb-keepalive-32": {"flask_app_worker_class": "gthread", "nginx_lb_keepalive": 32},
     # More thread slots per backend (5 workers x 4) than wrk keeps requests in flight on it (16).
     "gthread-4-threads-lb-keepalive-32": {
@@ -136,7 +136,7 @@ VARIANTS = {
         "nginx_lb_keepalive": 32,
         "flask_app_max_requests": 0,
     },
-    # A backend with one CPU (docs/benchmark.md, change 8): one gthread process, so one queue per backend
+    # A backend with one CPU: one gthread process, so one queue per backend
     # as with sync workers, upstream keepalive, and no recycling, which that lone worker cannot have.
     "one-cpu": ONE_CPU_BACKENDS,
     "one-cpu-round-robin": {**ONE_CPU_BACKENDS, "nginx_lb_balance_method": "round_robin"},
@@ -148,16 +148,16 @@ VARIANTS = {
     "gthread-per-cpu-lb-keepalive-32": GTHREAD_PER_CPU_BACKENDS,
     # The same with each upstream connection closed after 50 requests: do new connections even out the queues?
     "gthread-per-cpu-keepalive-50-requests": {**GTHREAD_PER_CPU_BACKENDS, "nginx_lb_keepalive_requests": 50},
-    # The same without recycling: is the tail the replacement of a recycled worker, as with one worker (change 8)?
+    # The same without recycling: is the tail the replacement of a recycled worker, as it is with one worker?
     "gthread-per-cpu-no-recycling": {**GTHREAD_PER_CPU_BACKENDS, "flask_app_max_requests": 0},
     "gthread-per-cpu-1-thread-lb-keepalive-32": {**GTHREAD_PER_CPU_BACKENDS, "flask_app_threads": 1},
     "lb-keepalive-32": {"nginx_lb_keepalive": 32},
-    # The defaults until change 19, for backends with several CPUs now.
+    # The defaults before worker class auto, and what auto runs on backends with several CPUs.
     "sync-workers": SYNC_BACKENDS,
     # Fewer sync workers than Gunicorn's 2 x CPUs + 1: on shared cores two backends share 2 cores.
     "workers-2": {"flask_app_workers": 2},
     "workers-3": {"flask_app_workers": 3},
-    # The load balancer's default until change 9: the original recipe's method.
+    # The original recipe's method, the load balancer's default before least_conn.
     "round-robin": {"nginx_lb_balance_method": "round_robin"},
     "request-log": {"flask_app_request_log": True},
 }
@@ -548,7 +548,7 @@ def main() -> int:
     parser.add_argument(
         "--shared-cpus",
         action="store_true",
-        help="every container on every CPU (the method until change 19); by default each backend of B and C "
+        help="every container on every CPU (the method before pinning); by default each backend of B and C "
         "is pinned to one CPU (docker --cpuset-cpus), as the lab's are",
     )
     parser.add_argument(
