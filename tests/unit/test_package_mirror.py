@@ -42,13 +42,13 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 UBUNTU_DEB822 = """\
 Types: deb
-URIs: http://ubuntu-main.mirror.test/archive/
+URIs: http://noble-main.mirror.test/archive/
 Suites: noble noble-updates noble-backports
 Components: main restricted universe multiverse
 Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
 
 Types: deb
-URIs: http://ubuntu-security.mirror.test/archive/
+URIs: http://noble-security.mirror.test/archive/
 Suites: noble-security
 Components: main restricted universe multiverse
 Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
@@ -141,7 +141,7 @@ def test_no_apt_sources_names_the_variable(apt):
 
 def test_ubuntu_archive_is_read_the_same_way(apt):
     apt.write("ubuntu.sources", UBUNTU_DEB822)
-    assert apt.find("ubuntu", "noble")[0] == "http://ubuntu-main.mirror.test/archive"
+    assert apt.find("ubuntu", "noble")[0] == "http://noble-main.mirror.test/archive"
 
 
 def test_ubuntu_machine_has_no_debian_archive(apt):
@@ -214,8 +214,9 @@ def test_apt_reading_order_wins_among_equals(apt):
 def test_archive_keyring_comes_before_an_unsigned_entry_sorted_earlier(apt):
     apt.write("a-vendor.list", "deb http://vendor.test/repo/24.04 noble main\n")
     apt.write("ubuntu.sources", UBUNTU_DEB822)
-    assert apt.find("ubuntu", "noble")[0] == "http://ubuntu-main.mirror.test/archive"
-    apt.write("ubuntu.sources", UBUNTU_DEB822.replace("Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n", ""))
+    assert apt.find("ubuntu", "noble")[0] == "http://noble-main.mirror.test/archive"
+    unsigned = UBUNTU_DEB822.replace("Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n", "")
+    apt.write("ubuntu.sources", unsigned)
     assert apt.find("ubuntu", "noble")[0] == "http://vendor.test/repo/24.04"
 
 
