@@ -15,6 +15,10 @@ ANSIBLE_PLAYBOOK := $(BIN)/ansible-playbook -i $(INVENTORY)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 export ANSIBLE_FORCE_COLOR ?= 0
+# The package archive mirrors image builds use (scripts/package-mirror): unset,
+# they are read from this machine's apt sources. `make up DEBIAN_MIRROR=URL`
+# and the environment both reach the scripts.
+export DEBIAN_MIRROR UBUNTU_MIRROR
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help

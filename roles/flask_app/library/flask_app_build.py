@@ -138,8 +138,9 @@ def build_platform(module, source_dir, pip_python, platform, destination):
     try:
         wheels = os.path.join(workdir, "wheels")
         os.makedirs(wheels)
-        # pip reads no config file here: only the public index decides what a release holds.
-        env = dict(os.environ, PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
+        # pip keeps the controller's own configuration (index, proxy, certificates): teams behind a
+        # mirror use theirs. The hashes in requirements.txt decide what a release holds, whatever serves it.
+        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
         module.run_command([pip_python, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheels, source_dir],
                            check_rc=True, environ_update=env)
         command = [pip_python, "-m", "pip", "download", "--only-binary=:all:", "--require-hashes",

@@ -1,0 +1,55 @@
+"""flask_app_build: pip runs with the controller's own configuration, never a repository's index."""
+
+import tarfile
+
+import flask_app_build
+import pytest
+
+
+class RecordingModule:
+    """Stands in for AnsibleModule: records the commands instead of running pip."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run_command(self, args, check_rc=False, environ_update=None):
+        self.calls.append((list(args), dict(environ_update or {})))
+        return 0, "", ""
+
+
+@pytest.fixture
+def build(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/etc/team/pip.conf")
+    monkeypatch.setenv("PIP_INDEX_URL", "http://index.internal.test/simple")
+    source = tmp_path / "app"
+    source.mkdir()
+    (source / "requirements.txt").write_text("flask==3.1.3 --hash=sha256:" + "0" * 64 + "\n")
+    (source / "gunicorn.conf.py").write_text("workers = 2\n")
+    destination = tmp_path / "out" / "release.tar.gz"
+    destination.parent.mkdir()
+    module = RecordingModule()
+    flask_app_build.build_platform(module, str(source), "/usr/bin/python3",
+                                   {"python": "3.11", "arch": "x86_64", "glibc": "2.36"}, str(destination))
+    return module, destination
+
+
+def test_pip_keeps_the_controllers_configuration(build):
+    module, _ = build
+    assert [args[2:4] for args, _ in module.calls] == [["pip", "wheel"], ["pip", "download"]]
+    for _, environ in module.calls:
+        assert environ["PIP_CONFIG_FILE"] == "/etc/team/pip.conf"
+        assert environ["PIP_INDEX_URL"] == "http://index.internal.test/simple"
+
+
+def test_pip_commands_name_no_index(build):
+    module, _ = build
+    for args, _ in module.calls:
+        assert not [arg for arg in args if arg.startswith(("--index-url", "--extra-index-url", "-i", "--no-index"))]
+    download = module.calls[1][0]
+    assert "--require-hashes" in download
+
+
+def test_the_artifact_holds_what_the_hosts_install(build):
+    _, destination = build
+    with tarfile.open(destination) as release:
+        assert {"gunicorn.conf.py", "requirements.txt", "wheels"} <= set(release.getnames())
