@@ -1,0 +1,35 @@
+"""Inventories are YAML documents that Ansible reads back as written."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import inventory
+
+
+def ansible_inventory(path):
+    command = [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(path), "--list"]
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def test_groups_hosts_and_variables_as_ansible_reads_them(tmp_path):
+    document = inventory.document(
+        {"loadbalancers": {"lb1": {"ansible_host": "c-lb1"}}, "backends": {"app1": {}, "app2": {"weight": 2}}},
+        {"loadbalancers": {"expose": True}, "backends": {"port": 8080}},
+        {"template": "{{ inventory_hostname in ['app2'] }}", "quoted": "a: b # not a comment"},
+    )
+    path = inventory.write(tmp_path / "deep" / "hosts.yml", document, "Made by a test.\nSecond line.")
+    assert path.read_text().startswith("---\n# Made by a test.\n# Second line.\nall:\n")
+    listed = ansible_inventory(path)
+    assert sorted(listed["backends"]["hosts"]) == ["app1", "app2"]
+    assert listed["_meta"]["hostvars"]["lb1"] == {"ansible_host": "c-lb1", "expose": True,
+                                                  "template": "{{ inventory_hostname in ['app2'] }}",
+                                                  "quoted": "a: b # not a comment"}
+    assert listed["_meta"]["hostvars"]["app2"]["weight"] == 2
+    assert listed["_meta"]["hostvars"]["app1"]["port"] == 8080
+
+
+def test_an_empty_group_and_a_group_with_variables_only(tmp_path):
+    path = inventory.write(tmp_path / "hosts.yml", inventory.document({"backends": {}}, {"spares": {"x": 1}}))
+    assert inventory.read(path) == {"all": {"children": {"backends": {"hosts": {}}, "spares": {"vars": {"x": 1}}}}}
