@@ -76,7 +76,7 @@ test-app: ## Run the service's unit tests in a venv made from its pinned require
 	@scripts/test-app
 
 .PHONY: test-unit
-test-unit: venv ## Run the unit tests of the roles' modules and plugins (no containers)
+test-unit: venv ## Run the unit tests of the roles' Python and of the test support (no containers)
 	@echo "==> pytest tests/unit"
 	@$(BIN)/pytest -q tests/unit
 
