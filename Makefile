@@ -13,6 +13,12 @@ BIN := $(VENV)/bin
 INVENTORY ?= inventories/local
 ANSIBLE_PLAYBOOK := $(BIN)/ansible-playbook -i $(INVENTORY)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+# make test's container suites, started in this order, TEST_JOBS at a time:
+# the longest first, so that the short ones fill in beside it. Each has its
+# own containers and network; most of their time is spent waiting on them
+# (paced load, health polls, docker exec round trips), not on the CPU.
+TEST_SUITES ?= $(addprefix test-molecule-,rolling default $(filter-out rolling default,$(SCENARIOS))) test-lab test-bench
+TEST_JOBS ?= 3
 
 export ANSIBLE_FORCE_COLOR ?= 0
 # The package archive mirrors image builds use (scripts/package-mirror): unset,
@@ -78,13 +84,18 @@ test-app: ## Run the service's unit tests in a venv made from its pinned require
 	@scripts/test-app
 
 .PHONY: test-unit
-test-unit: venv ## Run the unit tests of the roles' modules and plugins (no containers)
+test-unit: venv ## Run the unit tests of the roles' Python and of the test support (no containers)
 	@echo "==> pytest tests/unit"
 	@$(BIN)/pytest -q tests/unit
 
 .PHONY: test-molecule
 test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default scale", MOLECULE_JOBS=1)
 	@scripts/test-molecule $(SCENARIOS)
+
+# One scenario: make test-molecule-default.
+.PHONY: $(addprefix test-molecule-,$(SCENARIOS))
+$(addprefix test-molecule-,$(SCENARIOS)): test-molecule-%: venv engine
+	@scripts/test-molecule $*
 
 .PHONY: test-lab
 test-lab: venv engine ## Bring the lab up from scratch, re-run, check, tear it down
@@ -99,5 +110,6 @@ test-bench: venv engine ## Run the benchmark harness in its short smoke mode
 	@bench/run --smoke
 
 .PHONY: test
-test: lint test-unit test-app test-molecule test-lab test-bench ## Run every test
+test: lint test-unit test-app ## Run every test (TEST_JOBS container suites at a time)
+	@$(MAKE) --no-print-directory -j $(TEST_JOBS) --output-sync=target $(TEST_SUITES)
 	@echo "==> all tests passed"

@@ -12,6 +12,10 @@ mkdir -p "${LOG_DIR}"
 # Name of the systemd-capable base image used by Molecule and the local lab.
 TEST_IMAGE="${TEST_IMAGE:-hello-service/debian-systemd:bookworm}"
 export TEST_IMAGE
+# The Molecule scenarios' image: the same with the backends' packages installed
+# (images/debian-systemd-molecule); molecule/shared/create.yml runs it.
+MOLECULE_IMAGE="${MOLECULE_IMAGE:-hello-service/debian-systemd-molecule:bookworm}"
+export MOLECULE_IMAGE
 
 step() { printf '==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }

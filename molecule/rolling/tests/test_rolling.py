@@ -321,9 +321,8 @@ def test_a_unit_the_service_cannot_start_under_is_reverted_on_the_first_host(tmp
 
 def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):
     # app2 and app3 are marked down in the inventory: app1 is the only backend serving.
-    hosts_file = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS)
-    with open(hosts_file, "a", encoding="utf-8") as handle:
-        handle.write("  vars:\n    nginx_lb_backend_down: \"{{ inventory_hostname in ['app2', 'app3'] }}\"\n")
+    hosts_file = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS,
+                                 all_vars={"nginx_lb_backend_down": "{{ inventory_hostname in ['app2', 'app3'] }}"})
     run_playbook("playbooks/loadbalancers.yml", hosts_file)
     source = app_copy(tmp_path, lambda text: text + "\n# Yet another release.\n")
     returncode, output, _ = run_playbook("playbooks/rolling_update.yml", hosts_file,

@@ -68,9 +68,9 @@ def test_an_ipv6_backend_address_is_bracketed_and_serves(tmp_path, lb, lb_url):
     # An IPv4-mapped IPv6 address reaches app1 over the scenario's IPv4-only network.
     mapped = f"::ffff:{container_ip(container_of('app1'))}"
     plain = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": ["app1", "app2"]}, LB_VARS)
-    ipv6 = tmp_path / "ipv6.yml"
-    ipv6.write_text(plain.read_text() + "  vars:\n    nginx_lb_backend_address: "
-                    f"\"{{{{ '{mapped}' if inventory_hostname == 'app1' else ansible_host }}}}\"\n")
+    ipv6 = write_inventory(tmp_path / "ipv6.yml", {"loadbalancers": ["lb1"], "backends": ["app1", "app2"]}, LB_VARS,
+                           all_vars={"nginx_lb_backend_address":
+                                     f"{{{{ '{mapped}' if inventory_hostname == 'app1' else ansible_host }}}}"})
     try:
         run_playbook("site.yml", ipv6, "--limit", "loadbalancers")
         assert f"server [{mapped}]:8080 " in lb.file(SITE).content_string

@@ -1,0 +1,99 @@
+"""The hosts of the running Molecule scenario: chosen by inventory group,
+reached with testinfra, and the facts the tests read off them."""
+
+import json
+import os
+import subprocess
+
+import testinfra.utils.ansible_runner
+
+from tests.support import inventory as inventories
+
+SERVICE = "hello-service"
+
+
+def inventory():
+    """The scenario's inventory, as testinfra reads it.
+
+    Read once per test run: testinfra reads an inventory by starting
+    `ansible-inventory --list`, about a second of CPU, and the tests ask for
+    hosts hundreds of times (in polls too). Molecule's inventory of the
+    scenario does not change while the tests run; the inventories the tests
+    write for their playbook runs are separate files.
+    """
+    return testinfra.utils.ansible_runner.AnsibleRunner.get_runner(os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+def hosts_in(group):
+    """Testinfra host specs of an inventory group, for `testinfra_hosts`."""
+    return inventory().get_hosts(group)
+
+
+def container_of(name):
+    return inventory().get_variables(name)["ansible_host"]
+
+
+def container_ip(container):
+    output = subprocess.run(
+        ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    assert output, f"container {container} has no address"
+    return output[0]
+
+
+def write_inventory(path, groups, group_vars=None, host_vars=None, all_vars=None):
+    """An inventory of the scenario's containers with the given group membership (and variables)."""
+    members = {
+        group: {name: {"ansible_host": container_of(name), "ansible_connection": "community.docker.docker",
+                       "ansible_user": "root", **(host_vars or {}).get(name, {})} for name in names}
+        for group, names in groups.items()
+    }
+    return inventories.write(path, inventories.document(members, {group: variables for group, variables in
+                                                                  (group_vars or {}).items() if group in groups},
+                                                        all_vars))
+
+
+def journal(host, unit=SERVICE, lines=60):
+    """The unit's recent log, to print when a service check fails."""
+    return host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
+
+
+def healthz(host):
+    """The backend's /healthz answer, asked on the host itself."""
+    return json.loads(host.check_output(
+        "python3 -c \"import urllib.request;"
+        "print(urllib.request.urlopen('http://127.0.0.1:8080/healthz').read().decode())\""))
+
+
+def listening_sockets(host):
+    """A host's listening TCP sockets, as ss prints them ("0.0.0.0:8080", "10.0.0.5:8080", "[::]:8080")."""
+    return {line.split()[3] for line in host.check_output("ss -Htln").splitlines()}
+
+
+def gunicorn_pids(backend):
+    """The service's main process id and its workers' ids on BACKEND (an inventory name or a testinfra host)."""
+    host = inventory().get_host(backend) if isinstance(backend, str) else backend
+    main = host.check_output(f"systemctl show -p MainPID --value {SERVICE}")
+    workers = set(host.check_output(f"ps -o pid= --ppid {main}").split())
+    return main, workers
+
+
+def upstream_peers(lb):
+    """The backend addresses the load balancer holds an open connection to (kept alive, or still in use)."""
+    lines = lb.check_output("ss -Htn state established '( dport = :8080 )'").splitlines()
+    return {line.split()[-1].rsplit(":", 1)[0] for line in lines}
+
+
+def connection_header(host, port=8080):
+    """The Connection header of the service's answer to one HTTP/1.1 request, asked on the host itself."""
+    return host.check_output(
+        "python3 -c \"import http.client; c = http.client.HTTPConnection('127.0.0.1', %d);"
+        " c.request('GET', '/requestme'); print(c.getresponse().getheader('Connection'))\"" % port)
+
+
+def upstream_servers(lb_host):
+    """The backends named in the load balancer's upstream (inventory names)."""
+    site = lb_host.file("/etc/nginx/conf.d/hello-service.conf").content_string
+    return sorted(line.rsplit("# backend=", 1)[1].strip() for line in site.splitlines()
+                  if line.strip().startswith("server ") and "# backend=" in line)
