@@ -193,11 +193,35 @@ def parse_recap(output):
     return recap
 
 
-def upstream_servers(lb_host):
-    """The backends named in the load balancer's upstream (inventory names)."""
-    site = lb_host.file("/etc/nginx/conf.d/hello-service.conf").content_string
-    return sorted(line.rsplit("# backend=", 1)[1].strip() for line in site.splitlines()
-                  if line.strip().startswith("server ") and "# backend=" in line)
+def rotation(lb, **arguments):
+    """The load balancer's rotation as nginx_lb_rotation reports it: run ad hoc on LB (an inventory name),
+    a read-only query unless `arguments` ask for a change (state=drained, backends=[...])."""
+    command, env, cwd = ansible_command(
+        "ansible", lb, "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+        "-M", os.path.join(PROJECT, "roles", "nginx_lb", "library"),
+        "-m", "nginx_lb_rotation", "-a", json.dumps({"site": SERVICE, **arguments}))
+    # Structured output: the json callback alone, without the project's task timer.
+    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+               ANSIBLE_CALLBACKS_ENABLED="")
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"][lb]
+
+
+def upstream_servers(lb):
+    """The backends of the load balancer's upstream (inventory names), as its rotation state holds them."""
+    return sorted(peer["host"] for peer in rotation(lb if isinstance(lb, str) else lb.backend.host)["peers"])
+
+
+def upstream_lines(lb_host):
+    """The upstream's server lines as nginx itself reads them (`nginx -T`), stripped."""
+    lines = (line.strip() for line in lb_host.check_output("nginx -T").splitlines())
+    return [line for line in lines if line.startswith("server ") and line.endswith(";")]
+
+
+def drained_endpoints(lb_host):
+    """The address:port of every upstream server nginx has marked down."""
+    return [line.split()[1] for line in upstream_lines(lb_host) if line.endswith(" down;")]
 
 
 class LoadGenerator:
