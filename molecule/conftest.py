@@ -200,12 +200,13 @@ def rotation(lb, **arguments):
         "ansible", lb, "-i", os.environ["MOLECULE_INVENTORY_FILE"],
         "-M", os.path.join(PROJECT, "roles", "nginx_lb", "library"),
         "-m", "nginx_lb_rotation", "-a", json.dumps({"site": SERVICE, **arguments}))
-    # Structured output: the json callback alone, without the project's task timer.
-    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-               ANSIBLE_CALLBACKS_ENABLED="")
+    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"][lb]
+    # The json callback's document; the project's task timer prints a line of its own before it.
+    start = 0 if result.stdout.startswith("{") else result.stdout.index("\n{") + 1
+    document, _ = json.JSONDecoder().raw_decode(result.stdout[start:])
+    return document["plays"][0]["tasks"][0]["hosts"][lb]
 
 
 def upstream_servers(lb):
