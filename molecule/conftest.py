@@ -209,9 +209,16 @@ def rotation(lb, **arguments):
     return document["plays"][0]["tasks"][0]["hosts"][lb]
 
 
+def inventory_name(testinfra_host):
+    """The inventory name of a testinfra host, which testinfra knows by its container's name."""
+    hostname = testinfra_host.backend.get_hostname()
+    return next((name for name in inventory().get_hosts("all") if container_of(name) == hostname), hostname)
+
+
 def upstream_servers(lb):
-    """The backends of the load balancer's upstream (inventory names), as its rotation state holds them."""
-    return sorted(peer["host"] for peer in rotation(lb if isinstance(lb, str) else lb.backend.host)["peers"])
+    """The backends of the load balancer's upstream (inventory names), as its rotation state holds them.
+    LB: an inventory name or a testinfra host."""
+    return sorted(peer["host"] for peer in rotation(lb if isinstance(lb, str) else inventory_name(lb))["peers"])
 
 
 def upstream_lines(lb_host):
