@@ -8,8 +8,9 @@ tests/support by concern; the scenarios import them from here.
 
 import pytest
 
-from tests.support.hosts import (SERVICE, connection_header, container_ip, container_of, gunicorn_pids, healthz,
-                                 hosts_in, inventory, journal, listening_sockets, upstream_peers, upstream_servers,
+from tests.support.hosts import (SERVICE, connection_header, container_ip, container_of, drained_endpoints,
+                                 gunicorn_pids, healthz, hosts_in, inventory, inventory_name, journal,
+                                 listening_sockets, rotation, upstream_lines, upstream_peers, upstream_servers,
                                  write_inventory)
 from tests.support.load import LoadGenerator
 from tests.support.playbook import PROJECT_ROOT, ansible_command, run_playbook
@@ -18,9 +19,9 @@ from tests.support.web import EXPECTED_BODY, Response, request, wait_for
 PROJECT = str(PROJECT_ROOT)
 
 __all__ = ["EXPECTED_BODY", "PROJECT", "SERVICE", "LoadGenerator", "Response", "ansible_command", "connection_header",
-           "container_ip", "container_of", "gunicorn_pids", "healthz", "hosts_in", "inventory", "journal",
-           "listening_sockets", "request", "run_playbook", "upstream_peers", "upstream_servers", "wait_for",
-           "write_inventory"]
+           "container_ip", "container_of", "drained_endpoints", "gunicorn_pids", "healthz", "hosts_in", "inventory",
+           "inventory_name", "journal", "listening_sockets", "request", "rotation", "run_playbook", "upstream_lines",
+           "upstream_peers", "upstream_servers", "wait_for", "write_inventory"]
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import subprocess
 import testinfra.utils.ansible_runner
 
 from tests.support import inventory as inventories
+from tests.support.playbook import PROJECT_ROOT, ansible_command
 
 SERVICE = "hello-service"
 
@@ -92,8 +93,40 @@ def connection_header(host, port=8080):
         " c.request('GET', '/requestme'); print(c.getresponse().getheader('Connection'))\"" % port)
 
 
-def upstream_servers(lb_host):
-    """The backends named in the load balancer's upstream (inventory names)."""
-    site = lb_host.file("/etc/nginx/conf.d/hello-service.conf").content_string
-    return sorted(line.rsplit("# backend=", 1)[1].strip() for line in site.splitlines()
-                  if line.strip().startswith("server ") and "# backend=" in line)
+def rotation(lb, **arguments):
+    """The load balancer's rotation as nginx_lb_rotation reports it: run ad hoc on LB (an inventory name),
+    a read-only query unless `arguments` ask for a change (state=drained, backends=[...])."""
+    command, env, cwd = ansible_command(
+        "ansible", lb, "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+        "-M", str(PROJECT_ROOT / "roles" / "nginx_lb" / "library"),
+        "-m", "nginx_lb_rotation", "-a", json.dumps({"site": SERVICE, **arguments}))
+    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    # The json callback's document; the project's task timer prints a line of its own before it.
+    start = 0 if result.stdout.startswith("{") else result.stdout.index("\n{") + 1
+    document, _ = json.JSONDecoder().raw_decode(result.stdout[start:])
+    return document["plays"][0]["tasks"][0]["hosts"][lb]
+
+
+def inventory_name(testinfra_host):
+    """The inventory name of a testinfra host, which testinfra knows by its container's name."""
+    hostname = testinfra_host.backend.get_hostname()
+    return next((name for name in inventory().get_hosts("all") if container_of(name) == hostname), hostname)
+
+
+def upstream_servers(lb):
+    """The backends of the load balancer's upstream (inventory names), as its rotation state holds them.
+    LB: an inventory name or a testinfra host."""
+    return sorted(peer["host"] for peer in rotation(lb if isinstance(lb, str) else inventory_name(lb))["peers"])
+
+
+def upstream_lines(lb_host):
+    """The upstream's server lines as nginx itself reads them (`nginx -T`), stripped."""
+    lines = (line.strip() for line in lb_host.check_output("nginx -T").splitlines())
+    return [line for line in lines if line.startswith("server ") and line.endswith(";")]
+
+
+def drained_endpoints(lb_host):
+    """The address:port of every upstream server nginx has marked down."""
+    return [line.split()[1] for line in upstream_lines(lb_host) if line.endswith(" down;")]

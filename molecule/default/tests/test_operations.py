@@ -12,8 +12,8 @@ import time
 import pytest
 
 from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, connection_header, container_ip, container_of,
-                      gunicorn_pids, healthz, inventory, listening_sockets, request, run_playbook, upstream_peers,
-                      wait_for, write_inventory)
+                      drained_endpoints, gunicorn_pids, healthz, inventory, listening_sockets, request, rotation,
+                      run_playbook, upstream_peers, wait_for, write_inventory)
 
 testinfra_hosts = []
 
@@ -176,7 +176,7 @@ def test_a_switch_stopped_before_its_restart_is_finished_by_a_rerun(hosts_file):
             assert recap[name]["changed"] > 0, output[-4000:]
             assert gunicorn_pids(name)[0] != masters[name], f"{name} was not restarted"
             assert healthy_release(name) == release
-        assert "down;" not in inventory().get_host("lb1").file(f"/etc/nginx/conf.d/{SERVICE}.conf").content_string
+        assert drained_endpoints(inventory().get_host("lb1")) == [] and rotation("lb1")["drained"] == []
         # Restarted, the services are what is on disk: a re-run leaves them alone.
         _, _, recap = run_playbook("site.yml", hosts_file)
         assert all(counts["changed"] == 0 for counts in recap.values()), recap

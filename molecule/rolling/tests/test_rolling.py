@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from conftest import (LoadGenerator, PROJECT, SERVICE, connection_header, container_ip, container_of, gunicorn_pids,
-                      healthz, inventory, listening_sockets, run_playbook, upstream_peers, upstream_servers,
-                      wait_for, write_inventory)
+from conftest import (LoadGenerator, PROJECT, SERVICE, connection_header, container_ip, container_of,
+                      drained_endpoints, gunicorn_pids, healthz, inventory, listening_sockets, rotation, run_playbook,
+                      upstream_lines, upstream_peers, upstream_servers, wait_for, write_inventory)
 
 testinfra_hosts = []
 
@@ -132,7 +132,7 @@ def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file,
     assert all(current_release(name) == releases[name] for name in BACKENDS)
     state["R2"] = releases["app1"]
     assert upstream_servers(host("lb1")) == BACKENDS
-    assert "down;" not in host("lb1").file("/etc/nginx/conf.d/hello-service.conf").content_string
+    assert_all_in_rotation()
 
 
 def test_broken_release_fails_on_the_canary_alone_and_stops_the_rollout(tmp_path, hosts_file, lb_address):
@@ -151,8 +151,8 @@ def test_broken_release_fails_on_the_canary_alone_and_stops_the_rollout(tmp_path
     assert "stays out of rotation" in output
     # app1 went back to R2 and serves it, out of rotation; the others were never switched.
     assert current_release("app1") == state["R2"] and serving_release("app1") == state["R2"]
-    site = host("lb1").file("/etc/nginx/conf.d/hello-service.conf").content_string
-    assert any(line.endswith("down; # backend=app1") for line in site.splitlines()), site
+    assert rotation("lb1")["drained"] == ["app1"]
+    assert drained_endpoints(host("lb1")) == [f"{container_of('app1')}:8080"]
     for name in BACKENDS[1:]:
         assert current_release(name) == state["R2"]
         assert started_at(name) == untouched[name], f"{name} was restarted"
@@ -167,7 +167,7 @@ def test_rollback_under_load_returns_every_backend_to_the_previous_release(hosts
     # A rollback keeps the settings in force, not those the failed rollout staged.
     assert all("HELLO_SERVICE_TIMEOUT=30\n" in settings(name) for name in BACKENDS)
     # The backend kept out after the broken release is back in rotation.
-    assert "down;" not in host("lb1").file("/etc/nginx/conf.d/hello-service.conf").content_string
+    assert_all_in_rotation()
 
 
 def test_rollback_to_a_missing_release_fails_before_any_change(hosts_file):
@@ -180,7 +180,10 @@ def test_rollback_to_a_missing_release_fails_before_any_change(hosts_file):
     assert {name: current_release(name) for name in BACKENDS} == {name: state["R1"] for name in BACKENDS}
 
 
-SITE = f"/etc/nginx/conf.d/{SERVICE}.conf"
+def assert_all_in_rotation():
+    """Neither the rotation state nor nginx has a backend out of rotation."""
+    assert rotation("lb1")["drained"] == []
+    assert drained_endpoints(host("lb1")) == [], upstream_lines(host("lb1"))
 
 
 def releases_installed(name):
@@ -202,20 +205,22 @@ def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path,
     # app3 is out of rotation on the load balancer only (say, left there by an interrupted run), so
     # the inventory check passes; app1 and app2 would go out together and leave nothing serving.
     lb = host("lb1")
-    lb.run_expect([0], f"sed -i 's/; # backend=app3$/ down; # backend=app3/' {SITE} && systemctl reload nginx")
+    assert rotation("lb1", state="drained", backends=["app3"])["drained"] == ["app3"]
     try:
         source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
         # Without the canary, the first batch is app1 and app2 together.
         output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
                                       "-e", "rolling_canary=false", "-e", f"flask_app_source_dir={source}",
                                       expect_success=False)
-        assert "taking app1, app2 out of rotation on lb1 would leave no backend serving" in output, output[-3000:]
-        drained = [line for line in lb.file(SITE).content_string.splitlines() if " down;" in line]
-        assert len(drained) == 1 and drained[0].endswith("# backend=app3"), drained
+        assert "taking app1, app2 out of rotation would leave no backend serving" in " ".join(output.split()), \
+            output[-3000:]
+        assert "[app1 -> lb1]" in output, output[-3000:]
+        assert rotation("lb1")["drained"] == ["app3"]
+        assert drained_endpoints(lb) == [f"{container_of('app3')}:8080"]
         assert {name: current_release(name) for name in BACKENDS} == {name: state["R1"] for name in BACKENDS}
     finally:
         run_playbook("playbooks/loadbalancers.yml", hosts_file)
-    assert "down;" not in lb.file(SITE).content_string
+    assert_all_in_rotation()
 
 
 def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_address):
@@ -227,7 +232,7 @@ def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_
     # Two batches: app1 alone (the canary), then app2 and app3 together.
     batches = [batch_hosts(batch) for batch in output.split(SWITCH_PLAY)[1:]]
     assert batches == [{"app1"}, {"app2", "app3"}], output[-3000:]
-    assert "down;" not in host("lb1").file(SITE).content_string
+    assert_all_in_rotation()
     state["R4"] = releases["app1"]
 
 
@@ -257,16 +262,11 @@ def test_rollback_after_a_partial_rollout_is_refused_until_a_release_is_named(tm
     deploy_under_load("playbooks/rollback.yml", hosts_file, lb_address, "-e", f"release={state['R4']}")
     assert {name: serving_release(name) for name in BACKENDS} == {name: state["R4"] for name in BACKENDS}
     assert {name: started_at(name) for name in BACKENDS[1:]} == {name: before[name] for name in BACKENDS[1:]}
-    assert "down;" not in host("lb1").file(SITE).content_string
+    assert_all_in_rotation()
 
 
 def listening_ports(name):
     return {socket.rsplit(":", 1)[1] for socket in listening_sockets(host(name))}
-
-
-def upstream_lines():
-    return [line.strip() for line in host("lb1").file(SITE).content_string.splitlines()
-            if line.strip().startswith("server ") and "# backend=" in line]
 
 
 def test_a_port_change_takes_each_backend_out_of_rotation_and_back_at_the_new_port(tmp_path, hosts_file, lb_address):
@@ -282,7 +282,7 @@ def test_a_port_change_takes_each_backend_out_of_rotation_and_back_at_the_new_po
         assert started_at(name) != before[name], f"{name} was not restarted"
         ports = listening_ports(name)
         assert "8081" in ports and "8080" not in ports, ports
-    lines = upstream_lines()
+    lines = upstream_lines(host("lb1"))
     assert len(lines) == 3 and all(":8081 " in line and " down;" not in line for line in lines), lines
     # site.yml renders that same upstream from the inventory: nothing is left to change.
     _, _, recap = run_playbook("site.yml", moved, "-e", f"flask_app_source_dir={source}")
@@ -290,7 +290,7 @@ def test_a_port_change_takes_each_backend_out_of_rotation_and_back_at_the_new_po
     # Back to 8080, this time through site.yml.
     deploy_under_load("site.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
     assert all(listening_ports(name) >= {"8080"} and "8081" not in listening_ports(name) for name in BACKENDS)
-    assert all(":8080 " in line for line in upstream_lines()), upstream_lines()
+    assert all(":8080 " in line for line in upstream_lines(host("lb1"))), upstream_lines(host("lb1"))
     assert {name: serving_release(name) for name in BACKENDS} == {name: state["R4"] for name in BACKENDS}
 
 
@@ -316,7 +316,7 @@ def test_a_unit_the_service_cannot_start_under_is_reverted_on_the_first_host(tmp
     # Without the bad input the staged unit is the live one again: no restart, and app1 goes back in rotation.
     deploy_under_load("site.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
     assert {name: started_at(name) for name in BACKENDS} == reverted
-    assert "down;" not in host("lb1").file(SITE).content_string
+    assert_all_in_rotation()
 
 
 def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):

@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from conftest import container_ip, container_of, inventory, request, run_playbook, upstream_servers, write_inventory
+from conftest import (container_ip, container_of, inventory, request, run_playbook, upstream_lines, upstream_servers,
+                      write_inventory)
 
 testinfra_hosts = []
 
@@ -30,27 +31,24 @@ def test_limit_to_loadbalancers_keeps_every_backend(tmp_path, lb):
     assert upstream_servers(lb) == ["app1", "app2"]
 
 
-SITE = "/etc/nginx/conf.d/hello-service.conf"
-
-
-def added_lines(output, suffix):
-    """Lines of a --diff output that add something ending in `suffix`."""
-    return [line for line in output.splitlines() if line.startswith("+") and line.rstrip().endswith(suffix)]
+def added_servers(output, backend):
+    """Lines of a --diff output that add an upstream server line for BACKEND (by its address)."""
+    return [line for line in output.splitlines() if line.startswith("+") and f"server {container_of(backend)}:8080 " in line]
 
 
 def test_check_mode_previews_a_new_backend_and_changes_nothing(tmp_path, lb):
     spare = inventory().get_host("app3")
-    site = lb.file(SITE).content_string
+    config = lb.check_output("nginx -T")
     path = write_inventory(tmp_path / "hosts.yml",
                            {"loadbalancers": ["lb1"], "backends": ["app1", "app2", "app3"]}, LB_VARS)
     _, output, recap = run_playbook("site.yml", path, "--check", "--diff")
     assert recap["app3"]["changed"] > 0 and recap["lb1"]["changed"] > 0, recap
     assert recap["app1"]["changed"] == 0 and recap["app2"]["changed"] == 0, recap
-    assert len(added_lines(output, "# backend=app3")) == 1, output[-3000:]
+    assert len(added_servers(output, "app3")) == 1, output[-3000:]
     assert not spare.file("/opt/hello-service").exists
     # Neither the settings nor the unit, staged or live.
     assert not spare.file("/etc/hello-service").exists
-    assert lb.file(SITE).content_string == site
+    assert lb.check_output("nginx -T") == config and upstream_servers(lb) == ["app1", "app2"]
 
 
 def test_check_mode_previews_a_new_load_balancer_and_changes_nothing(tmp_path):
@@ -59,7 +57,7 @@ def test_check_mode_previews_a_new_load_balancer_and_changes_nothing(tmp_path):
     path = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["app3"], "backends": ["app1", "app2"]}, LB_VARS)
     _, output, recap = run_playbook("site.yml", path, "--check", "--diff")
     assert recap["app3"]["changed"] > 0, recap
-    assert all(len(added_lines(output, f"# backend={name}")) == 1 for name in ("app1", "app2")), output[-3000:]
+    assert all(len(added_servers(output, name)) == 1 for name in ("app1", "app2")), output[-3000:]
     assert spare.run("dpkg-query -W nginx").rc != 0
     assert not spare.file("/etc/nginx").exists
 
@@ -73,13 +71,13 @@ def test_an_ipv6_backend_address_is_bracketed_and_serves(tmp_path, lb, lb_url):
                                      f"{{{{ '{mapped}' if inventory_hostname == 'app1' else ansible_host }}}}"})
     try:
         run_playbook("site.yml", ipv6, "--limit", "loadbalancers")
-        assert f"server [{mapped}]:8080 " in lb.file(SITE).content_string
+        assert f"server [{mapped}]:8080 weight=1 max_fails=1 fail_timeout=10s;" in upstream_lines(lb)
         answered = Counter(request(f"{lb_url}/requestme").headers["X-Upstream-Addr"] for _ in range(40))
         assert f"[{mapped}]:8080" in answered, answered
         assert len(answered) == 2, answered
     finally:
         run_playbook("site.yml", plain, "--limit", "loadbalancers")
-    assert upstream_servers(lb) == ["app1", "app2"] and "::ffff:" not in lb.file(SITE).content_string
+    assert upstream_servers(lb) == ["app1", "app2"] and not any("::ffff:" in line for line in upstream_lines(lb))
 
 
 def test_adding_a_backend_puts_it_in_rotation(tmp_path, lb, lb_url, backend_by_address):

@@ -1,0 +1,361 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Own a load balancer's rotation: which backends of the upstream take traffic."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nginx_lb_rotation
+short_description: Drain, undrain and report the backends of an nginx upstream
+description:
+  - Keeps the rotation state of one site in a JSON file (I(state_dir)/I(site).json): the upstream's peers, as
+    the inventory gives them, and the backends a rollout took out of rotation. The upstream's C(server) lines
+    are written from that state to I(conf_dir)/I(site).upstream, which the site's C(upstream {}) block includes.
+    Nobody reads the rotation back out of nginx's configuration.
+  - Every change is checked with C(nginx -t) (through I(checker), on a copy of /etc/nginx with the new file in
+    place) before the file is replaced, then nginx is reloaded, never restarted.
+  - A change that would leave no backend taking traffic (every other one drained, down or backup) is refused.
+  - Supports check mode (reports what would change, changes nothing) and diff mode (the upstream file).
+options:
+  site:
+    description: Name of the site, as the nginx_lb role names its files (nginx_lb_site_name).
+    type: str
+    required: true
+  state:
+    description:
+      - C(rendered) stores I(peers) as the upstream and puts every backend back in rotation (the role's full run).
+      - C(drained) takes I(backends) out of rotation; C(in_rotation) puts them back.
+      - C(query) changes nothing and reports the state.
+      - Where the site has no state yet (a load balancer not configured yet), every state but C(rendered) does
+        nothing and returns RV(configured)=false.
+    type: str
+    choices: [rendered, drained, in_rotation, query]
+    default: query
+  backends:
+    description: Inventory names of the backends to drain or put back. Names not in the upstream are ignored.
+    type: list
+    elements: str
+    default: []
+  batch:
+    description:
+      - With C(drained), backends going out of rotation together with I(backends) (a rollout's batch), each in
+        its own call. The last-backend check counts them as out already.
+    type: list
+    elements: str
+    default: []
+  peers:
+    description:
+      - The upstream from the inventory, as the C(nginx_lb_upstream_peers) filter returns it. Required with
+        C(rendered).
+      - With C(in_rotation), the peers of I(backends) are taken from it (a backend switched to a new port comes
+        back at that port); the others are left as stored.
+    type: list
+    elements: dict
+  reload:
+    description: Reload nginx after a change. The role's full run reloads once, from a handler, instead.
+    type: bool
+    default: true
+  conf_dir:
+    description: Directory of the site's files.
+    type: path
+    default: /etc/nginx/conf.d
+  state_dir:
+    description: Directory of the rotation state files.
+    type: path
+    default: /var/lib/nginx_lb
+  checker:
+    description: Command that checks nginx's configuration with a candidate file, called as C(checker TARGET CANDIDATE).
+    type: path
+    default: /usr/local/sbin/nginx-lb-validate
+"""
+
+EXAMPLES = r"""
+- name: Take app1 out of rotation
+  nginx_lb_rotation:
+    site: hello-service
+    state: drained
+    backends: [app1]
+    batch: [app1, app2]
+
+- name: Read the rotation
+  nginx_lb_rotation:
+    site: hello-service
+  register: rotation
+"""
+
+RETURN = r"""
+configured:
+  description: Whether the site has a rotation state on this host; false before the role's first run.
+  type: bool
+  returned: always
+in_rotation:
+  description: Inventory names of the backends that take traffic (not drained, down or backup), in upstream order.
+  type: list
+  elements: str
+  returned: always
+drained:
+  description: Inventory names of the backends a rollout took out of rotation.
+  type: list
+  elements: str
+  returned: always
+down:
+  description: Inventory names of the backends the inventory marks down (nginx_lb_backend_down).
+  type: list
+  elements: str
+  returned: always
+backup:
+  description: Inventory names of the backup backends.
+  type: list
+  elements: str
+  returned: always
+peers:
+  description: The stored peers (host, address, port, endpoint, weight, max_fails, fail_timeout, backup, down), each with C(drained).
+  type: list
+  elements: dict
+  returned: always
+upstream_file:
+  description: The file the upstream's server lines are written to.
+  type: str
+  returned: always
+"""
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+SITE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
+# What the nginx_lb_upstream_peers filter makes: a host name or IPv4 address, or an IPv6 one in brackets.
+ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}\Z")
+PEER_OPTIONS = {
+    "host": {"type": "str", "required": True},
+    "endpoint": {"type": "str", "required": True},
+    "address": {"type": "str"},
+    "port": {"type": "int"},
+    "weight": {"type": "int", "default": 1},
+    "max_fails": {"type": "int", "default": 1},
+    "fail_timeout": {"type": "int", "default": 10},
+    "backup": {"type": "bool", "default": False},
+    "down": {"type": "bool", "default": False},
+}
+ARGUMENT_SPEC = {
+    "site": {"type": "str", "required": True},
+    "state": {"type": "str", "default": "query", "choices": ["rendered", "drained", "in_rotation", "query"]},
+    "backends": {"type": "list", "elements": "str", "default": []},
+    "batch": {"type": "list", "elements": "str", "default": []},
+    "peers": {"type": "list", "elements": "dict", "options": PEER_OPTIONS},
+    "reload": {"type": "bool", "default": True},
+    "conf_dir": {"type": "path", "default": "/etc/nginx/conf.d"},
+    "state_dir": {"type": "path", "default": "/var/lib/nginx_lb"},
+    "checker": {"type": "path", "default": "/usr/local/sbin/nginx-lb-validate"},
+}
+
+
+class Nginx:
+    """The two calls to nginx: the seam unit tests replace."""
+
+    def __init__(self, module, checker):
+        self.module, self.checker = module, checker
+
+    def check(self, target, candidate):
+        """(ok, nginx's message) for the configuration with `candidate` in place of `target`."""
+        rc, out, err = self.module.run_command([self.checker, target, candidate])
+        return rc == 0, (err or out).strip()
+
+    def reload(self):
+        """(ok, message). A reload: new workers take the configuration while the old ones finish."""
+        rc, out, err = self.module.run_command(["systemctl", "reload", "nginx"])
+        return rc == 0, (err or out).strip()
+
+
+class Refused(Exception):
+    """A request this module will not carry out; the message says why."""
+
+
+def check_request(params):
+    """Refuse, before anything is read or locked, what no state could make right."""
+    if not SITE_NAME.match(params["site"]):
+        raise Refused(f"site must be a file name (letters, digits, '.', '_', '-'), got {params['site']!r}")
+    if params["state"] == "rendered":
+        if params["peers"] is None:
+            raise Refused("state=rendered needs peers (the nginx_lb_upstream_peers filter's list)")
+        if params["peers"] and not serving(params["peers"], set()):
+            raise Refused("every backend of the upstream is down or backup: nothing would serve")
+    hosts = set()
+    for peer in params["peers"] or []:
+        if not ENDPOINT.match(peer["endpoint"]):
+            raise Refused(f"peer {peer['host']}: endpoint must be ADDRESS:PORT ([IPv6]:PORT), got {peer['endpoint']!r}")
+        for key, lowest in (("weight", 1), ("max_fails", 0), ("fail_timeout", 0)):
+            if peer[key] < lowest:
+                raise Refused(f"peer {peer['host']}: {key} must be an integer >= {lowest}, got {peer[key]!r}")
+        if peer["host"] in hosts:
+            raise Refused(f"peer {peer['host']} is listed twice")
+        hosts.add(peer["host"])
+
+
+def serving(peers, out):
+    """Hosts of `peers` that take traffic when the hosts in `out` are drained."""
+    return [peer["host"] for peer in peers if not (peer["down"] or peer["backup"] or peer["host"] in out)]
+
+
+def next_state(current, params):
+    """The state after the request: {"peers": [...], "drained": [...]}. Raises Refused."""
+    action = params["state"]
+    if action == "rendered":
+        # The inventory's upstream, every backend back in rotation.
+        return {"peers": [dict(peer) for peer in params["peers"]], "drained": []}
+    peers = [dict(peer) for peer in current["peers"]]
+    known = {peer["host"] for peer in peers}
+    drained = set(current["drained"]) & known
+    asked = set(params["backends"]) & known
+    if action == "drained":
+        drained |= asked
+        if not serving(peers, drained | set(params["batch"])):
+            leaving = sorted(set(params["backends"]) | set(params["batch"]))
+            raise Refused(
+                f"taking {', '.join(leaving)} out of rotation would leave no backend serving (the others are drained, "
+                "down or backup); refusing. Add a backend, bring one back or switch fewer at a time (rolling_serial)"
+                " first.")
+    elif action == "in_rotation":
+        drained -= asked
+        fresh = {peer["host"]: dict(peer) for peer in params["peers"] or []}
+        peers = [fresh[peer["host"]] if peer["host"] in asked and peer["host"] in fresh else peer for peer in peers]
+    return {"peers": peers, "drained": [peer["host"] for peer in peers if peer["host"] in drained]}
+
+
+def render(state, state_path):
+    lines = [f"# Written by nginx_lb_rotation from {state_path}: the inventory's upstream, with",
+             "# the backends a rollout took out of rotation marked down. Edits here are lost.",
+             ]
+    for peer in state["peers"]:
+        flags = (" backup" if peer["backup"] else "") + \
+            (" down" if peer["down"] or peer["host"] in state["drained"] else "")
+        lines.append(f"server {peer['endpoint']} weight={peer['weight']} max_fails={peer['max_fails']}"
+                     f" fail_timeout={peer['fail_timeout']}s{flags};")
+    return "\n".join(lines) + "\n"
+
+
+def report(state):
+    peers = state["peers"] if state else []
+    drained = state["drained"] if state else []
+    return {
+        "in_rotation": serving(peers, set(drained)),
+        "drained": list(drained),
+        "down": [peer["host"] for peer in peers if peer["down"]],
+        "backup": [peer["host"] for peer in peers if peer["backup"]],
+        "peers": [dict(peer, drained=peer["host"] in drained) for peer in peers],
+    }
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def read_state(path):
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        state = json.loads(text)
+        if not isinstance(state.get("peers"), list) or not isinstance(state.get("drained"), list):
+            raise ValueError("peers and drained must be lists")
+    except (ValueError, AttributeError) as error:
+        raise Refused(f"{path} is not a rotation state ({error}); run the nginx_lb role to write it again") from None
+    return state
+
+
+def write_file(module, path, text, mode=0o644):
+    """Replace `path` with `text` in one rename: readers see the old file or the new one."""
+    directory = os.path.dirname(path)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as output:
+        output.write(text)
+    os.chmod(temporary, mode)
+    module.atomic_move(temporary, path)
+
+
+def apply(module, nginx, params):
+    """Carry out the request; returns the module's result."""
+    site = params["site"]
+    state_path = os.path.join(params["state_dir"], f"{site}.json")
+    upstream_path = os.path.join(params["conf_dir"], f"{site}.upstream")
+    site_path = os.path.join(params["conf_dir"], f"{site}.conf")
+    current = read_state(state_path)
+    result = {"changed": False, "configured": current is not None, "upstream_file": upstream_path}
+    if params["state"] == "query":
+        return dict(result, **report(current))
+    if current is None and params["state"] != "rendered":
+        if os.path.exists(site_path):
+            # A site written before the rotation had a state: draining nothing would let a rollout
+            # restart a backend that still takes traffic.
+            raise Refused(f"{site_path} exists but has no rotation state ({state_path}); run the nginx_lb role "
+                          "(playbooks/loadbalancers.yml) on this load balancer first")
+        return dict(result, **report(None))
+    new = next_state(current or {"peers": [], "drained": []}, params)
+    before = read_text(upstream_path)
+    after = render(new, state_path)
+    upstream_changed = before != after
+    result["changed"] = upstream_changed or current != new
+    result["configured"] = True
+    if module._diff:
+        result["diff"] = {"before": before or "", "after": after,
+                          "before_header": upstream_path, "after_header": upstream_path}
+    if result["changed"] and not module.check_mode:
+        if upstream_changed:
+            handle, candidate = tempfile.mkstemp(dir=params["conf_dir"], prefix=f".{site}.upstream.")
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as output:
+                    output.write(after)
+                ok, message = nginx.check(upstream_path, candidate)
+            finally:
+                os.unlink(candidate)
+            if not ok:
+                raise Refused(f"nginx -t refuses the upstream, left unchanged: {message}")
+            write_file(module, upstream_path, after)
+        os.makedirs(params["state_dir"], mode=0o755, exist_ok=True)
+        write_file(module, state_path, json.dumps(new, indent=2, sort_keys=True) + "\n")
+        if upstream_changed and params["reload"]:
+            ok, message = nginx.reload()
+            if not ok:
+                raise Refused(f"the upstream changed but nginx did not reload: {message}")
+        result["reloaded"] = upstream_changed and params["reload"]
+    return dict(result, **report(new))
+
+
+def locked(path):
+    """An exclusive lock on the site's state: the backends of a batch change it in parallel."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    handle = open(path, "a", encoding="utf-8")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    lock = None
+    try:
+        check_request(params)
+        # A state directory that does not exist yet holds no state to change, except with rendered.
+        if params["state"] != "query" and not module.check_mode and \
+                (params["state"] == "rendered" or os.path.isdir(params["state_dir"])):
+            lock = locked(os.path.join(params["state_dir"], f".{params['site']}.lock"))
+        result = apply(module, Nginx(module, params["checker"]), params)
+    except Refused as error:
+        module.fail_json(msg=str(error))
+    finally:
+        if lock is not None:
+            lock.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

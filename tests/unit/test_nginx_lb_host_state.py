@@ -1,0 +1,92 @@
+"""nginx_lb_host_state, run as Ansible runs it, with dpkg-query and systemctl answered by a recorder."""
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+import nginx_lb_host_state
+
+
+class Exited(Exception):
+    def __init__(self, result, failed):
+        super().__init__(result.get("msg"))
+        self.result, self.failed = result, failed
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """What the host's tools answer: set `dpkg` (stdout), `systemctl` ((rc, stdout)) or None for a missing tool."""
+    answers = {"dpkg": "", "systemctl": (0, "ActiveState=active\nUnitFileState=enabled\n"), "commands": []}
+
+    def get_bin_path(self, name, *args, **kwargs):
+        key = "dpkg" if name == "dpkg-query" else name
+        return None if answers[key] is None else f"/usr/bin/{name}"
+
+    def run_command(self, command, *args, **kwargs):
+        answers["commands"].append(command)
+        if command[0].endswith("dpkg-query"):
+            return 1, answers["dpkg"], ""
+        rc, out = answers["systemctl"]
+        return rc, out, ""
+
+    monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", lambda self, **r: (_ for _ in ()).throw(Exited(r, False)))
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", lambda self, **r: (_ for _ in ()).throw(Exited(r, True)))
+    return answers
+
+
+def run(**args):
+    with patch_module_args({"service": "nginx", **args}):
+        with pytest.raises(Exited) as exited:
+            nginx_lb_host_state.main()
+    assert not exited.value.failed, exited.value.result
+    return exited.value.result
+
+
+def test_packages_dpkg_lists_as_installed_are_not_missing(host):
+    # "ii" installed; "rc" removed with its config left; an arch suffix; "nginx-extras" unknown to dpkg.
+    host["dpkg"] = "ii nginx:amd64\nrc nginx-common\n"
+    result = run(packages=["nginx", "nginx-common", "nginx-extras"])
+    assert result["missing_packages"] == ["nginx-common", "nginx-extras"] and not result["changed"]
+    assert host["commands"][0][-3:] == ["nginx", "nginx-common", "nginx-extras"]
+
+
+def test_without_dpkg_every_package_is_missing(host):
+    host["dpkg"] = None
+    assert run(packages=["nginx"])["missing_packages"] == ["nginx"]
+
+
+def test_no_packages_asks_dpkg_nothing(host):
+    run()
+    assert not any(command[0].endswith("dpkg-query") for command in host["commands"])
+
+
+def test_kernel_settings_are_read_under_proc_sys(host, monkeypatch):
+    present = {"/proc/sys/net/ipv4/tcp_tw_reuse"}
+    monkeypatch.setattr(nginx_lb_host_state.os.path, "exists", lambda path: path in present)
+    monkeypatch.setattr(nginx_lb_host_state.os, "access", lambda path, mode: False)
+    result = run(sysctl=["net.ipv4.tcp_tw_reuse", "net.ipv4.no_such_setting"])
+    assert result["sysctl"] == {"net.ipv4.tcp_tw_reuse": {"exists": True, "writeable": False},
+                                "net.ipv4.no_such_setting": {"exists": False, "writeable": False}}
+
+
+def test_existing_paths_are_reported_in_order(host, tmp_path):
+    (tmp_path / "default").write_text("")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    paths = [str(tmp_path / name) for name in ("missing", "dangling", "default")]
+    assert run(paths=paths)["existing_paths"] == paths[1:]
+
+
+def test_the_units_state_is_read_from_systemd(host):
+    host["systemctl"] = (0, "ActiveState=failed\nUnitFileState=disabled\n")
+    result = run()
+    assert (result["service_active"], result["service_enabled"]) == ("failed", "disabled")
+    assert host["commands"][-1][-1] == "nginx.service"
+
+
+@pytest.mark.parametrize("systemctl", [None, (1, "")])
+def test_a_unit_systemd_cannot_tell_of_is_inactive(host, systemctl):
+    host["systemctl"] = systemctl
+    result = run()
+    assert (result["service_active"], result["service_enabled"]) == ("inactive", "")
