@@ -133,8 +133,16 @@ def connection_header(host, port=8080):
         " c.request('GET', '/requestme'); print(c.getresponse().getheader('Connection'))\"" % port)
 
 
+# What .config/molecule/config.yml sets on the backends, for the inventories the tests write.
+BACKEND_VARS = {"flask_app_health_release_key": "release"}
+
+
 def write_inventory(path, groups, group_vars=None, host_vars=None):
-    """An inventory of the scenario's containers with the given group membership (and variables)."""
+    """An inventory of the scenario's containers with the given group membership (and variables).
+
+    The backends check the release their health answer reports, as in the scenarios' own inventory.
+    """
+    group_vars = {**(group_vars or {}), "backends": {**BACKEND_VARS, **(group_vars or {}).get("backends", {})}}
     lines = ["all:", "  children:"]
     for group, members in groups.items():
         lines.append(f"    {group}:")

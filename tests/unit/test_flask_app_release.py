@@ -353,3 +353,9 @@ def test_listening_sockets_are_read_from_proc_net_tcp(tmp_path):
         f"   2: 0100007F:1F91 0100007F:1234 01 00000000:00000000 00:00000000 00000000 {uid}\n")
     assert flask_app_release.listening_sockets(user, tables=(str(table),)) == [
         (ipaddress.ip_address("0.0.0.0"), 8080)]
+
+
+def test_a_switch_needs_a_release_unless_it_is_a_rollback(host):
+    with pytest.raises(ValueError, match="release is required to switch"):
+        Release(params(host, release=""), system_for(host))
+    assert Release(params(host, release="", action="inspect"), system_for(host)).target == R1

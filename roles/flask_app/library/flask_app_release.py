@@ -47,7 +47,8 @@ options:
     required: true
   release:
     description:
-      - The release to switch to. With I(rollback), empty means the release C(previous) points at.
+      - The release to switch to. With I(rollback), empty means the release C(previous) points at;
+        to inspect, the release C(current) points at.
     type: str
     default: ""
   rollback:
@@ -406,9 +407,10 @@ class Release:
 
     def _target(self):
         if not self.params["rollback"]:
-            if not self.params["release"]:
-                raise ValueError("release is required unless rollback is true")
-            return self.params["release"]
+            # Reading the state alone, the release in place is the one to decide on.
+            if not self.params["release"] and self.params["action"] == "switch":
+                raise ValueError("release is required to switch, unless rollback is true")
+            return self.params["release"] or self.current
         wanted = self.params["release"]
         target = wanted or self.previous
         if not target:
