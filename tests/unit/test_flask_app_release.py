@@ -359,3 +359,35 @@ def test_a_switch_needs_a_release_unless_it_is_a_rollback(host):
     with pytest.raises(ValueError, match="release is required to switch"):
         Release(params(host, release=""), system_for(host))
     assert Release(params(host, release="", action="inspect"), system_for(host)).target == R1
+
+
+def run_main(arguments, system_class, check_mode=False):
+    """The module as Ansible runs it: its argument spec, then exit_json or fail_json (both exit)."""
+    from ansible.module_utils.testing import patch_module_args
+    with patch_module_args({**arguments, "_ansible_check_mode": check_mode}), pytest.raises(SystemExit) as exited:
+        flask_app_release.main(system_class)
+    return exited.value.code
+
+
+def test_the_module_fails_with_the_revert_in_its_message(host, capsys):
+    write(host / "etc" / "settings.env.staged", "PORT=8080\nTIMEOUT=31\n")
+    system = system_for(host, broken={R2})
+    arguments = params(host, health={"path": "/healthz", "release_key": "release", "timeout": "3"})
+    assert run_main(arguments, lambda module: system) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and result["outcome"] == "reverted" and result["changed"]
+    assert f"reverted to release {R1} and the settings it ran with" in result["msg"]
+    assert result["journal"] == f"journalctl -u {SERVICE}"
+
+
+def test_the_module_refuses_a_missing_rollback_target_before_reading_on(host, capsys):
+    arguments = params(host, release=R3, rollback=True)
+    assert run_main(arguments, lambda module: system_for(host)) == 1
+    assert json.loads(capsys.readouterr().out)["msg"].startswith(f"flask_app_rollback_release={R3} is not installed")
+
+
+def test_the_module_in_check_mode_reports_the_switch_and_changes_nothing(host, capsys):
+    system = system_for(host)
+    assert run_main(params(host), lambda module: system, check_mode=True) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["changed"], result["outcome"], system.calls) == (True, "would switch", [])
