@@ -43,16 +43,33 @@ def container_ip(container):
     return output[0]
 
 
+def scenario_group_vars():
+    """The group variables the scenario's own inventory sets (the shared Molecule config, then the
+    scenario's molecule.yml), so that the inventories the tests write deploy the same app the same way."""
+    merged = {}
+    scenario = PROJECT_ROOT / "molecule" / os.environ.get("MOLECULE_SCENARIO_NAME", "default") / "molecule.yml"
+    for config in (PROJECT_ROOT / ".config" / "molecule" / "config.yml", scenario):
+        if config.is_file():
+            group_vars = (((inventories.read(config) or {}).get("provisioner") or {}).get("inventory") or {}).get(
+                "group_vars") or {}
+            for group, variables in group_vars.items():
+                merged.setdefault(group, {}).update(variables or {})
+    return merged
+
+
 def write_inventory(path, groups, group_vars=None, host_vars=None, all_vars=None):
-    """An inventory of the scenario's containers with the given group membership (and variables)."""
+    """An inventory of the scenario's containers with the given group membership and variables, on top of
+    the group variables of the scenario's own inventory."""
     members = {
         group: {name: {"ansible_host": container_of(name), "ansible_connection": "community.docker.docker",
                        "ansible_user": "root", **(host_vars or {}).get(name, {})} for name in names}
         for group, names in groups.items()
     }
-    return inventories.write(path, inventories.document(members, {group: variables for group, variables in
-                                                                  (group_vars or {}).items() if group in groups},
-                                                        all_vars))
+    variables = scenario_group_vars()
+    for group, extra in (group_vars or {}).items():
+        variables.setdefault(group, {}).update(extra)
+    return inventories.write(path, inventories.document(
+        members, {group: values for group, values in variables.items() if group in groups}, all_vars))
 
 
 def journal(host, unit=SERVICE, lines=60):

@@ -1,33 +1,23 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Read what a deploy needs to know about a backend, in one round trip."""
+"""Read what staging skips when a backend already has it, in one round trip."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: flask_app_host_state
-short_description: Report a backend's releases, service state and missing packages
+short_description: Report a backend's missing packages, file checksums and layout differences
 description:
-  - Reads, without changing anything, what the flask_app role decides on.
-    The releases installed under I(prefix) (newest first, and whether each
-    finished installing), the releases the C(current) and C(previous) links
-    point at, the service's systemd ActiveState, what changed after its main
-    process started, the TCP ports its account listens on, which of I(packages) dpkg does not list as installed, the
-    checksums, owners and modes of I(files), and how the service account and I(directories)
-    differ from what the role wants.
-  - One module run instead of a stat, find, systemd and apt task each. On a
-    re-run that changes nothing, those round trips are most of the time a
-    deploy spends per host.
+  - Reads, without changing anything, what the flask_app role's staging skips
+    when the host has it: which of I(packages) dpkg does not list as installed,
+    the checksums, owners and modes of I(files), and how the service account
+    and I(directories) differ from what the role wants.
+  - One module run instead of the apt, group, user, file and template tasks
+    it lets a re-run skip. On a re-run that changes nothing, those round trips
+    are most of the time a deploy spends per host (roles/flask_app/README.md
+    has the measurement).
 options:
-  prefix:
-    description: Installation root holding releases/<id>/ and the current and previous links.
-    type: path
-    required: true
-  service:
-    description: The systemd unit's name, without .service.
-    type: str
-    required: true
   packages:
     description: Debian packages the service needs; those not installed are returned in RV(missing_packages).
     type: list
@@ -41,7 +31,7 @@ options:
   account:
     description:
       - The account the service runs as, as the role creates it. Differences are returned in
-        RV(layout_differences); the TCP sockets its user listens on, in RV(listening).
+        RV(layout_differences).
     type: dict
     suboptions:
       user:
@@ -63,18 +53,6 @@ options:
       password:
         description: Its password field in C(/etc/shadow), such as C(!) for a locked password.
         type: str
-        required: true
-  bind:
-    description: The address and port the service should listen on; whether it does is returned in RV(listening_at_bind).
-    type: dict
-    suboptions:
-      address:
-        description: An IP address, IPv6 with or without brackets; C(0.0.0.0) and C(::) are every address.
-        type: str
-        required: true
-      port:
-        description: The TCP port.
-        type: int
         required: true
   directories:
     description: Directories as the role creates them; a symbolic link to a directory counts as the directory, as for the file module.
@@ -101,52 +79,10 @@ options:
 """
 
 RETURN = r"""
-current_release:
-  description: Id of the release C(current) points at; empty when the link is missing.
-  type: str
-  returned: always
-previous_release:
-  description: Id of the release C(previous) points at; empty when the link is missing.
-  type: str
-  returned: always
-releases:
-  description: Release directories, newest first, each with C(id), C(mtime) and C(installed) (its .installed marker exists).
-  type: list
-  elements: dict
-  returned: always
-service_state:
-  description: The unit's ActiveState (active, inactive, failed...); inactive when systemd does not know it.
-  type: str
-  returned: always
-changed_since_start:
-  description:
-    - What a running service was not started with, one line each ("/opt/app/current changed after the
-      service started"): the C(current) link or the unit's file, changed after the unit's main process
-      started. A deploy stopped between putting them in place and its restart leaves this.
-    - Compared by status change time (ctime, which a rename or a copy that keeps the source's
-      modification time still sets), with the start time read from systemd's monotonic clock. Empty
-      when the service is not running.
-  type: list
-  elements: str
-  returned: always
 missing_packages:
   description: The requested packages dpkg does not list as installed, in the order requested.
   type: list
   elements: str
-  returned: always
-listening:
-  description: >-
-    Each listening socket of the user of I(account), as C(address) (an IP address, no brackets) and C(port),
-    by port: where the running service answers. Empty when it is not running, or without I(account).
-  type: list
-  elements: dict
-  returned: always
-listening_at_bind:
-  description: >-
-    Whether a socket of the user of I(account) listens at exactly I(bind)'s address and port: a running
-    service that would have to move to another address or port to serve as wanted does not. False without
-    I(account) or I(bind).
-  type: bool
   returned: always
 checksums:
   description: >-
@@ -170,72 +106,11 @@ layout_differences:
 """
 
 import grp
-import ipaddress
 import os
 import pwd
 import stat
-import struct
-import time
 
 from ansible.module_utils.basic import AnsibleModule
-
-INSTALLED_MARKER = ".installed"
-
-
-def _link_target_id(path):
-    try:
-        return os.path.basename(os.readlink(path).rstrip("/"))
-    except OSError:
-        return ""
-
-
-def _releases(releases_dir):
-    try:
-        entries = list(os.scandir(releases_dir))
-    except FileNotFoundError:
-        return []
-    found = [
-        {
-            "id": entry.name,
-            "mtime": entry.stat(follow_symlinks=False).st_mtime,
-            "installed": os.path.exists(os.path.join(entry.path, INSTALLED_MARKER)),
-        }
-        for entry in entries
-        if entry.is_dir(follow_symlinks=False)
-    ]
-    return sorted(found, key=lambda release: release["mtime"], reverse=True)
-
-
-def _service(module, service):
-    """The unit's properties the role decides on; empty when systemd does not know it."""
-    systemctl = module.get_bin_path("systemctl")
-    if systemctl is None:
-        return {}
-    properties = "ActiveState,ExecMainStartTimestampMonotonic,FragmentPath"
-    rc, out, _ = module.run_command([systemctl, "show", "--property=" + properties, service + ".service"])
-    return dict(line.partition("=")[::2] for line in out.splitlines()) if rc == 0 else {}
-
-
-def _changed_since_start(unit, current_link):
-    """The current link and unit file, if changed after the running main process started.
-
-    systemd gives the start on the monotonic clock, which no clock step moves;
-    it is turned into the wall-clock time that file times use. The change time
-    (ctime) is compared: the role's copy of the unit keeps the staged file's
-    modification time, but no copy or rename can keep the old change time.
-    """
-    started_monotonic = int(unit.get("ExecMainStartTimestampMonotonic") or 0)
-    if unit.get("ActiveState") != "active" or not started_monotonic:
-        return []
-    started_at = time.time() - (time.monotonic() - started_monotonic / 1e6)
-    changed = []
-    for path in (current_link, unit.get("FragmentPath", "")):
-        try:
-            if path and os.lstat(path).st_ctime > started_at:
-                changed.append(f"{path} changed after the service started")
-        except OSError:
-            continue
-    return changed
 
 
 def _missing_packages(module, packages):
@@ -252,53 +127,6 @@ def _missing_packages(module, packages):
         if status.strip() == "install ok installed":
             installed.add(name.split(":")[0])
     return [package for package in packages if package not in installed]
-
-
-def _proc_net_address(hex_address):
-    """An address of /proc/net/tcp{,6}: 32-bit words, each printed in the host's byte order."""
-    words = [int(hex_address[i : i + 8], 16) for i in range(0, len(hex_address), 8)]
-    return ipaddress.ip_address(b"".join(struct.pack("=I", word) for word in words))
-
-
-def _listening_sockets(user):
-    """(address, port) of each TCP socket listening and owned by `user` (IPv4 and IPv6).
-
-    Read from /proc/net/tcp{,6}, which any process may read: a process's own
-    file descriptors would need ptrace rights, which a container's root may
-    lack. The service is the only thing that runs as its user.
-    """
-    try:
-        uid = str(pwd.getpwnam(user).pw_uid)
-    except KeyError:
-        return set()
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as sockets:
-                rows = sockets.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            # local_address is HEXADDR:HEXPORT; st 0A is LISTEN; then the owner's uid.
-            if len(fields) > 7 and fields[3] == "0A" and fields[7] == uid:
-                address, port = fields[1].rsplit(":", 1)
-                found.add((_proc_net_address(address), int(port, 16)))
-    return found
-
-
-def _socket_order(socket):
-    address, port = socket
-    return (port, address.version, str(address))
-
-
-def _listening_at(sockets, bind):
-    """Whether one of the sockets is bound exactly to bind's address (brackets allowed) and port."""
-    try:
-        wanted = ipaddress.ip_address(bind["address"].strip("[]"))
-    except ValueError:
-        return False
-    return (wanted, bind["port"]) in sockets
 
 
 def _checksums(module, paths):
@@ -380,8 +208,6 @@ def _directory_differences(directories):
 def main():
     module = AnsibleModule(
         argument_spec={
-            "prefix": {"type": "path", "required": True},
-            "service": {"type": "str", "required": True},
             "packages": {"type": "list", "elements": "str", "default": []},
             "files": {"type": "list", "elements": "path", "default": []},
             "account": {
@@ -393,13 +219,6 @@ def main():
                     "shell": {"type": "path", "required": True},
                     # A hash or a lock marker, not a password; no_log would mask every "!" in the output.
                     "password": {"type": "str", "required": True, "no_log": False},
-                },
-            },
-            "bind": {
-                "type": "dict",
-                "options": {
-                    "address": {"type": "str", "required": True},
-                    "port": {"type": "int", "required": True},
                 },
             },
             "directories": {
@@ -416,19 +235,10 @@ def main():
         },
         supports_check_mode=True,
     )
-    prefix, account = module.params["prefix"], module.params["account"]
-    unit = _service(module, module.params["service"])
-    sockets = _listening_sockets(account["user"]) if account else set()
+    account = module.params["account"]
     module.exit_json(
         changed=False,
-        current_release=_link_target_id(os.path.join(prefix, "current")),
-        previous_release=_link_target_id(os.path.join(prefix, "previous")),
-        releases=_releases(os.path.join(prefix, "releases")),
-        service_state=unit.get("ActiveState") or "inactive",
-        changed_since_start=_changed_since_start(unit, os.path.join(prefix, "current")),
         missing_packages=_missing_packages(module, module.params["packages"]),
-        listening=[{"address": str(address), "port": port} for address, port in sorted(sockets, key=_socket_order)],
-        listening_at_bind=bool(module.params["bind"]) and _listening_at(sockets, module.params["bind"]),
         checksums=_checksums(module, module.params["files"]),
         file_attributes=_file_attributes(module.params["files"]),
         layout_differences=(_account_differences(account) if account else [])
