@@ -52,6 +52,9 @@ def test_a_scenario_inventory_reaches_the_scenario_containers(tmp_path, monkeypa
     listed = ansible_inventory(path)
     assert "spares" not in listed
     app2 = listed["_meta"]["hostvars"]["app2"]
-    assert app2 == {"ansible_host": "molecule-s-app2", "ansible_connection": "community.docker.docker",
+    # The scenario's own group variables come first; those given here win.
+    assert hosts.scenario_group_vars()["backends"], "the shared Molecule config sets backend variables"
+    assert app2 == {**hosts.scenario_group_vars()["backends"],
+                    "ansible_host": "molecule-s-app2", "ansible_connection": "community.docker.docker",
                     "ansible_user": "root", "nginx_lb_backend_weight": 3, "flask_app_port": 8081,
                     "nginx_lb_backend_down": "{{ inventory_hostname == 'app1' }}"}
