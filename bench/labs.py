@@ -14,10 +14,20 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml  # ansible-core's dependency, so in the project venv
+
 from shell import PROJECT_ROOT, StepFailed, info, run, run_logged
 
 # Ports as the local inventory sets them (inventories/local/group_vars/backends).
 BACKEND_PORT = 8080
+# The app the local inventory deploys, and how: the bench deploys the same one.
+APP_VARS = {
+    key: value
+    for key, value in yaml.safe_load(
+        (PROJECT_ROOT / "inventories" / "local" / "group_vars" / "backends" / "vars.yml").read_text(encoding="utf-8")
+    ).items()
+    if key in ("flask_app_name", "flask_app_wsgi_target", "flask_app_release_id_variable", "flask_app_environment")
+}
 LB_PORT = 80
 
 # One line of Ansible's PLAY RECAP, e.g. "main-app1 : ok=41 changed=0 unreachable=0 failed=0 ...".
@@ -106,7 +116,7 @@ class Lab:
                     },
                     "backends": {
                         "hosts": {host: {"ansible_host": self.container(host)} for host in self.backend_hosts},
-                        "vars": {"flask_app_port": BACKEND_PORT, "nginx_lb_backend_port": BACKEND_PORT},
+                        "vars": {**APP_VARS, "flask_app_port": BACKEND_PORT, "nginx_lb_backend_port": BACKEND_PORT},
                     },
                 },
             }
@@ -137,7 +147,8 @@ class Lab:
         """Run PLAYBOOK with the lab's extra vars plus EXTRA; ENV overrides ansible.cfg (ANSIBLE_* variables)."""
         argv = [str(PROJECT_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(self.inventory_path), playbook]
         for key, value in {**self.extra_vars, **(extra or {})}.items():
-            argv += ["-e", f"{key}={value}"]
+            # JSON, so that a mapping or a boolean arrives as one.
+            argv += ["-e", json.dumps({key: value})]
         env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}
         return run_logged(name, argv, self.log_dir, timeout=PLAYBOOK_TIMEOUT, env=env)
 
