@@ -75,7 +75,7 @@ test-unit: venv ## Run the unit tests of the roles' modules and plugins (no cont
 	@$(BIN)/pytest -q tests/unit
 
 .PHONY: test-molecule
-test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default scale", MOLECULE_JOBS=1)
+test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default anyapp", MOLECULE_JOBS=1)
 	@scripts/test-molecule $(SCENARIOS)
 
 .PHONY: test-lab
