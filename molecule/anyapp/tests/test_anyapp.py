@@ -15,7 +15,8 @@ import shutil
 
 import pytest
 
-from conftest import PROJECT, LoadGenerator, container_ip, container_of, inventory, request, run_playbook, write_inventory
+from conftest import (PROJECT, LoadGenerator, container_ip, container_of, inventory, request, run_playbook, wait_for,
+                      write_inventory)
 
 testinfra_hosts = []
 
@@ -159,29 +160,26 @@ def test_a_missing_required_setting_stops_the_deploy_with_the_app_s_message(host
 
 
 def test_the_service_refuses_to_start_without_its_required_setting():
-    # On app1, the service started with a settings file that lacks the greeting:
-    # it does not start, and the journal says why. Then it is put back.
+    # On app1, the service restarted with a settings file that lacks the greeting:
+    # its workers refuse to boot, Gunicorn stops, and the journal says why. Then it is put back.
     backend = host("app1")
     settings = f"/etc/{SERVICE}/settings.env"
     since = backend.check_output("date +%s")
+
+    def journal():
+        return backend.check_output(f"journalctl -t {SERVICE} --since @{since} --no-pager -o cat")
+
     backend.run_expect([0], f"cp -p {settings} /root/settings.env.saved && sed -i '/^GREETER_GREETING=/d' {settings}")
     try:
         backend.run(f"systemctl restart {SERVICE}")
-        journal = ""
-        for _ in range(30):
-            journal = backend.check_output(f"journalctl -t {SERVICE} --since @{since} --no-pager -o cat")
-            if "GREETER_GREETING is not set" in journal:
-                break
-            backend.run("sleep 1")
-        assert "GREETER_GREETING is not set" in journal, journal[-3000:]
-        assert not backend.service(SERVICE).is_running or "Worker failed to boot" in journal
+        wait_for(lambda: "Worker failed to boot" in journal(), timeout=60, what="Gunicorn to give up")
+        assert "GREETER_GREETING is not set: greeter-api needs the greeting" in journal(), journal()[-3000:]
     finally:
-        backend.run_expect([0], f"cp -p /root/settings.env.saved {settings} && systemctl reset-failed {SERVICE}; "
-                                f"systemctl restart {SERVICE}")
-    for _ in range(30):
-        if backend.run("python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/ping')\"").rc == 0:
-            break
-        backend.run("sleep 1")
+        backend.run_expect([0], f"cp -p /root/settings.env.saved {settings}; systemctl reset-failed {SERVICE}"
+                                f"; systemctl restart {SERVICE}")
+    wait_for(lambda: backend.run("python3 -c \"import urllib.request;"
+                                 " urllib.request.urlopen('http://127.0.0.1:8080/ping')\"").rc == 0,
+             timeout=60, what="app1 to serve again")
     assert version_on("app1") == 1
 
 
