@@ -89,7 +89,7 @@ test-unit: venv ## Run the unit tests of the roles' Python and of the test suppo
 	@$(BIN)/pytest -q tests/unit
 
 .PHONY: test-molecule
-test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default scale", MOLECULE_JOBS=1)
+test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default anyapp", MOLECULE_JOBS=1)
 	@scripts/test-molecule $(SCENARIOS)
 
 # One scenario: make test-molecule-default.

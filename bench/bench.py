@@ -37,7 +37,7 @@ import loadgen
 import original_stack
 import reporting
 from cpu import CpuMeter
-from labs import BACKEND_PORT, Lab
+from labs import APP_VARS, BACKEND_PORT, Lab
 from shell import PROJECT_ROOT, StepFailed, info, run, step
 
 # Per mode: wrk load, warm-up rounds and their length, measured rounds (soak: slices
@@ -159,7 +159,7 @@ VARIANTS = {
     "workers-3": {"flask_app_workers": 3},
     # The original recipe's method, the load balancer's default before least_conn.
     "round-robin": {"nginx_lb_balance_method": "round_robin"},
-    "request-log": {"flask_app_request_log": True},
+    "request-log": {"flask_app_environment": {**APP_VARS["flask_app_environment"], "HELLO_SERVICE_REQUEST_LOG": True}},
 }
 
 

@@ -8,6 +8,7 @@ user's `hello-lab`, a Molecule scenario, or another bench lab.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,13 @@ from tests.support import playbook as playbooks
 
 # Ports as the local inventory sets them (inventories/local/group_vars/backends).
 BACKEND_PORT = 8080
+# The app the local inventory deploys, and how: the bench deploys the same one.
+APP_VARS = {
+    key: value
+    for key, value in inventories.read(PROJECT_ROOT / "inventories/local/group_vars/backends/vars.yml").items()
+    if key in ("flask_app_name", "flask_app_wsgi_target", "flask_app_release_id_variable", "flask_app_environment",
+               "flask_app_health_release_key")
+}
 LB_PORT = 80
 
 PLAYBOOK_TIMEOUT = 900
@@ -92,7 +100,7 @@ class Lab:
                 # The production default, stated so that the lab's own
                 # setting (true, in inventories/local) cannot leak in.
                 "loadbalancers": {"nginx_lb_expose_upstream": False},
-                "backends": {"flask_app_port": BACKEND_PORT, "nginx_lb_backend_port": BACKEND_PORT},
+                "backends": {**APP_VARS, "flask_app_port": BACKEND_PORT, "nginx_lb_backend_port": BACKEND_PORT},
             },
             {
                 "ansible_connection": "community.docker.docker",
@@ -124,7 +132,8 @@ class Lab:
         """
         args = []
         for key, value in {**self.extra_vars, **(extra or {})}.items():
-            args += ["-e", f"{key}={value}"]
+            # JSON, so that a mapping or a boolean arrives as one.
+            args += ["-e", json.dumps({key: value})]
         log = self.log_dir / f"{name}.log"
         result = playbooks.run(
             PROJECT_ROOT / playbook, self.inventory_path, *args, env=env, log=log, timeout=PLAYBOOK_TIMEOUT

@@ -1,4 +1,4 @@
-"""A real Gunicorn, started with the real gunicorn.conf.py, on loopback only.
+"""A real Gunicorn, started with the deploy role's gunicorn.conf.py, on loopback only.
 
 The scenario proves what the deployment relies on: a SIGHUP re-reads the
 settings file and new workers serve the new settings, without a restart.
@@ -6,6 +6,7 @@ settings file and new workers serve the new settings, without a restart.
 
 import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import urllib.request
 
 import pytest
 
+# The app is deployed with the role's configuration; this test runs the two together.
+GUNICORN_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "roles" / "flask_app" / "files" / "gunicorn.conf.py"
 STARTUP_SECONDS = 30
 RELOAD_SECONDS = 30
 
@@ -74,23 +77,23 @@ def gunicorn(app_dir, tmp_path, settings_path, extra_settings):
     port = _free_loopback_port()
     settings_path.write_text(
         "# as the role would template it\n"
-        f"HELLO_SERVICE_BIND=127.0.0.1:{port}\n"
-        "HELLO_SERVICE_WORKERS=1\n"
-        "HELLO_SERVICE_GRACEFUL_TIMEOUT=5\n"
+        f"GUNICORN_BIND=127.0.0.1:{port}\n"
+        "GUNICORN_WORKERS=1\n"
+        "GUNICORN_GRACEFUL_TIMEOUT=5\n"
         "HELLO_SERVICE_RELEASE_ID=release-1\n" + extra_settings,
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HELLO_SERVICE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELLO_SERVICE_", "GUNICORN_"))}
     env.update(
         PYTHONPATH=os.pathsep.join(filter(None, [str(app_dir / "src"), env.get("PYTHONPATH")])),
-        HELLO_SERVICE_SETTINGS_FILE=str(settings_path),
+        GUNICORN_SETTINGS_FILE=str(settings_path),
         # What systemd's Environment= would hold; the file overrides it.
         HELLO_SERVICE_RELEASE_ID="release-from-environment",
     )
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "w", encoding="utf-8") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", str(app_dir / "gunicorn.conf.py"), "hello_service.wsgi:app"],
+            [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG), "hello_service.wsgi:app"],
             env=env,
             cwd=tmp_path,
             stdout=log_file,
@@ -143,7 +146,7 @@ SECRET = "gunicorn-test-secret-0123456789abcdef"
 
 
 @pytest.mark.parametrize(
-    "extra_settings", [f"HELLO_SERVICE_LOG_LEVEL=debug\nHELLO_SERVICE_SECRET_KEY={SECRET}\n"], ids=["debug"]
+    "extra_settings", [f"GUNICORN_LOG_LEVEL=debug\nGUNICORN_SECRET_NAMES=HELLO_SERVICE_SECRET_KEY\nHELLO_SERVICE_SECRET_KEY={SECRET}\n"], ids=["debug"]
 )
 def test_secret_key_is_not_in_the_debug_log(gunicorn):
     # At debug level the master logs its configuration, raw_env included.

@@ -68,8 +68,9 @@ def write_inventory(path, groups, group_vars=None, host_vars=None, all_vars=None
     variables = scenario_group_vars()
     for group, extra in (group_vars or {}).items():
         variables.setdefault(group, {}).update(extra)
+    all_vars = {**variables.pop("all", {}), **(all_vars or {})}
     return inventories.write(path, inventories.document(
-        members, {group: values for group, values in variables.items() if group in groups}, all_vars))
+        members, {group: values for group, values in variables.items() if group in groups}, all_vars or None))
 
 
 def journal(host, unit=SERVICE, lines=60):

@@ -19,10 +19,14 @@ class LoadGenerator:
     Paced at `rate` requests per second in all, so the load does not starve
     the deploy it watches; runs until stopped and at least `min_requests` were
     sent, and never longer than `max_seconds` (a bounded loop by design).
+    Another app: GET `path` only (echo=False), whose JSON answer `expected`
+    accepts (a function of the decoded body).
     """
 
-    def __init__(self, address, concurrency=8, rate=100, min_requests=2000, max_seconds=900):
+    def __init__(self, address, concurrency=8, rate=100, min_requests=2000, max_seconds=900,
+                 path="/requestme", expected=EXPECTED_BODY.__eq__, echo=True):
         self.address, self.concurrency = address, concurrency
+        self.path, self.expected, self.echo = path, expected, echo
         self.interval = concurrency / rate
         self.min_requests, self.max_seconds = min_requests, max_seconds
         self.lock = threading.Lock()
@@ -65,7 +69,7 @@ class LoadGenerator:
         next_at = time.monotonic() + number * self.interval / self.concurrency
         while not self._done():
             sequence += 1
-            post = sequence % 2 == 0
+            post = self.echo and sequence % 2 == 0
             payload = {"thread": number, "sequence": sequence}
             connection = http.client.HTTPConnection(self.address, timeout=10)
             try:
@@ -73,10 +77,10 @@ class LoadGenerator:
                     connection.request("POST", "/echo", body=json.dumps(payload),
                                        headers={"Content-Type": "application/json", "Connection": "close"})
                 else:
-                    connection.request("GET", "/requestme", headers={"Connection": "close"})
+                    connection.request("GET", self.path, headers={"Connection": "close"})
                 answer = connection.getresponse()
                 body = answer.read()
-                expected = (json.loads(body).get("echo") == payload) if post else json.loads(body) == EXPECTED_BODY
+                expected = (json.loads(body).get("echo") == payload) if post else self.expected(json.loads(body))
                 if 200 <= answer.status < 300 and expected:
                     self._record("ok", None)
                 else:

@@ -1,7 +1,7 @@
 """Development server: ``python -m hello_service [--host HOST] [--port PORT]``.
 
 Werkzeug's server is for a developer's machine only; production runs
-Gunicorn with gunicorn.conf.py. It listens on loopback by default so that a
+Gunicorn with the deploy role's gunicorn.conf.py. It listens on loopback by default so that a
 debugger, if switched on with HELLO_SERVICE_DEBUG, is never reachable from
 the network by accident.
 """

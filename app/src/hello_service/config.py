@@ -11,8 +11,7 @@ from typing import Any
 
 ENV_PREFIX = "HELLO_SERVICE_"
 
-# The settings this module reads, without the prefix. gunicorn.conf.py keeps
-# its own copy (it must not import the package); a test keeps them equal.
+# The settings this module reads, without the prefix.
 SETTING_NAMES = ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "REQUEST_LOG", "DEBUG", "SECRET_KEY")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

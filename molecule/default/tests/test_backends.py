@@ -59,7 +59,7 @@ def test_system_call_filter_is_set(host):
 def test_stop_timeout_exceeds_graceful_timeout(host):
     settings = host.file(f"/etc/{SERVICE}/settings.env").content_string
     graceful = int(next(line.split("=", 1)[1] for line in settings.splitlines()
-                        if line.startswith("HELLO_SERVICE_GRACEFUL_TIMEOUT=")))
+                        if line.startswith("GUNICORN_GRACEFUL_TIMEOUT=")))
     timeout = host.check_output(f"systemctl show -p TimeoutStopUSec --value {SERVICE}")
     assert _seconds(timeout) > graceful, f"TimeoutStopSec={timeout}, graceful timeout={graceful}s"
 
@@ -121,7 +121,7 @@ def test_health_reports_the_current_release(host):
 
 
 def test_successful_requests_are_left_to_the_load_balancer_log(host):
-    """flask_app_request_log is off by default: nginx's access log is the request log."""
+    """The app's request log (HELLO_SERVICE_REQUEST_LOG) is off by default: nginx's access log is the request log."""
     probe = uuid.uuid4().hex
     host.check_output(
         "python3 -c \"import urllib.request; urllib.request.urlopen(urllib.request.Request("

@@ -197,7 +197,7 @@ def test_settings_change_is_a_reload_that_drops_nothing(hosts_file):
         wait_for(lambda: gunicorn_pids(name)[1].isdisjoint(before[name][1]), timeout=30,
                  what=f"{name}'s workers to be replaced")
         settings = inventory().get_host(name).file(f"/etc/{SERVICE}/settings.env").content_string
-        assert "HELLO_SERVICE_MAX_REQUESTS=5000\n" in settings
+        assert "GUNICORN_MAX_REQUESTS=5000\n" in settings
     # Back to the inventory's settings, and idempotent again.
     run_playbook("site.yml", hosts_file)
     _, _, recap = run_playbook("site.yml", hosts_file)
@@ -235,7 +235,7 @@ def test_an_ipv6_bind_address_is_bracketed_for_gunicorn(hosts_file):
     for address in ("::", "[::]"):
         _, output, _ = run_playbook("site.yml", hosts_file, "--check", "--diff",
                                     "-e", f"flask_app_bind_address={address}")
-        assert "+HELLO_SERVICE_BIND=[::]:8080" in output, output[-4000:]
+        assert "+GUNICORN_BIND=[::]:8080" in output, output[-4000:]
         for name in BACKENDS:
             assert f"would restart {name} on release" in output, output[-4000:]
 
@@ -259,7 +259,7 @@ def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
         assert failed_task.startswith("flask_app : Remove releases beyond the number kept]"), failed_task
         for name in BACKENDS:
             settings = inventory().get_host(name).file(f"/etc/{SERVICE}/settings.env").content_string
-            assert "HELLO_SERVICE_MAX_REQUESTS=5000\n" in settings
+            assert "GUNICORN_MAX_REQUESTS=5000\n" in settings
             assert gunicorn_pids(name)[0] == before[name][0], f"{name} was restarted"
             wait_for(lambda: gunicorn_pids(name)[1].isdisjoint(before[name][1]), timeout=30,
                      what=f"{name} to reload (its workers replaced)")
@@ -278,10 +278,19 @@ BAD_INPUTS = {
                                    "nginx_lb_worker_connections must be within 64-262144"),
     "recycling the only worker": ({}, ["-e", "flask_app_workers=1"],
                                   "flask_app_max_requests must be 0 with flask_app_workers 1"),
-    # HELLO_SERVICE_ACCESS_LOG has no input: only the other one may be named.
-    "an extra setting with an input of its own": (
-        {}, ["-e", '{"flask_app_extra_settings": {"HELLO_SERVICE_ACCESS_LOG": "-", "HELLO_SERVICE_WORKERS": "1"}}'],
-        "flask_app_extra_settings must not set what a role input sets; got HELLO_SERVICE_WORKERS (use flask_app_workers)"),
+    "an app setting that would be Gunicorn's": (
+        {}, ["-e", '{"flask_app_environment": {"HELLO_SERVICE_LOG_LEVEL": "INFO", "GUNICORN_WORKERS": "1"}}'],
+        "flask_app_environment: GUNICORN_WORKERS is reserved (names starting with GUNICORN_ are the role's own settings)"),
+    "an app setting whose value adds a line": (
+        {}, ["-e", '{"flask_app_environment": {"HELLO_SERVICE_LOG_LEVEL": "INFO\\nGUNICORN_WORKERS=1"}}'],
+        "flask_app_environment: HELLO_SERVICE_LOG_LEVEL must not hold a line break or control character, got"),
+    "a secret whose value adds a line": (
+        {}, ["-e", '{"flask_app_secrets": {"HELLO_SERVICE_SECRET_KEY": "hidden-0123456789-0123456789\\nX=1"}}'],
+        "flask_app_secrets: HELLO_SERVICE_SECRET_KEY must not hold a line break or control character, got (value "
+        "not shown)"),
+    "a WSGI target Gunicorn would not take": (
+        {}, ["-e", "flask_app_wsgi_target='hello_service.wsgi:app --reload'"],
+        "flask_app_wsgi_target must be module, module:variable or module:factory()"),
     "a host name among the trusted proxies": (
         {}, ["-e", "flask_app_forwarded_allow_ips=10.0.0.5,lb1.internal"],
         "flask_app_forwarded_allow_ips must list IP addresses or networks, comma separated, or *; got lb1.internal "
@@ -322,6 +331,8 @@ def test_bad_input_fails_before_any_change(tmp_path, case):
         assert "got 16" in output
     if case == "recycling the only worker":
         assert "got flask_app_max_requests=10000" in unwrapped
+    if case == "a secret whose value adds a line":
+        assert "hidden-0123456789" not in output
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
@@ -350,6 +361,8 @@ def test_config_nginx_rejects_leaves_the_running_one(hosts_file, lb_url):
 def _build_release(build_root, platform, pip_python, *options, **arguments):
     """Start the role's build module on this controller, as a deploy's run_once task runs it."""
     arguments = {"source_dir": os.path.join(PROJECT, "app"), "build_root": str(build_root),
+                 "requirements": os.path.join(PROJECT, "app", "requirements.txt"),
+                 "gunicorn_config": os.path.join(PROJECT, "roles", "flask_app", "files", "gunicorn.conf.py"),
                  "pip_python": str(pip_python), "platforms": [platform], **arguments}
     command, env, cwd = ansible_command(
         "ansible", "localhost", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",

@@ -116,7 +116,7 @@ def test_a_settings_change_replaces_the_keep_alive_worker_and_drops_nothing(host
         assert load.errors == 0 and load.non_2xx == 0, load.summary()
         for name in BACKENDS:
             assert gunicorn_pids(name)[0] == before[name][0], f"{name}: the master was restarted, not reloaded"
-            assert "HELLO_SERVICE_TIMEOUT=31\n" in settings(name)
+            assert "GUNICORN_TIMEOUT=31\n" in settings(name)
     finally:
         run_playbook("site.yml", hosts_file)
     _, _, recap = run_playbook("site.yml", hosts_file)
@@ -157,7 +157,7 @@ def test_broken_release_fails_on_the_canary_alone_and_stops_the_rollout(tmp_path
         assert current_release(name) == state["R2"]
         assert started_at(name) == untouched[name], f"{name} was restarted"
     for name in BACKENDS:
-        assert "HELLO_SERVICE_TIMEOUT=30\n" in settings(name), f"{name} has settings its release was not started with"
+        assert "GUNICORN_TIMEOUT=30\n" in settings(name), f"{name} has settings its release was not started with"
 
 
 def test_rollback_under_load_returns_every_backend_to_the_previous_release(hosts_file, lb_address):
@@ -165,7 +165,7 @@ def test_rollback_under_load_returns_every_backend_to_the_previous_release(hosts
     releases = {name: serving_release(name) for name in BACKENDS}
     assert set(releases.values()) == {state["R1"]}, releases
     # A rollback keeps the settings in force, not those the failed rollout staged.
-    assert all("HELLO_SERVICE_TIMEOUT=30\n" in settings(name) for name in BACKENDS)
+    assert all("GUNICORN_TIMEOUT=30\n" in settings(name) for name in BACKENDS)
     # The backend kept out after the broken release is back in rotation.
     assert_all_in_rotation()
 

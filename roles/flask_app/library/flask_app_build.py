@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Build the service's release artifact on the controller, once per release."""
+"""Build an app's release artifact on the controller, once per release."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ DOCUMENTATION = r"""
 module: flask_app_build
 short_description: Build a release artifact (the app wheel plus pinned dependency wheels)
 description:
-  - Derives the release id from the content of the application source (source
-    tree, pyproject.toml, pinned requirements, gunicorn.conf.py), so the same
-    content always gives the same id and a re-run builds nothing.
+  - Derives the release id from the content of the app's source directory
+    (any pyproject.toml project, src/ or flat layout; tests, hidden files and
+    build outputs left out), its pinned requirements and the Gunicorn
+    configuration, so the same content always gives the same id and a re-run
+    builds nothing.
   - For each target platform (Python version, CPU and glibc) builds one tarball holding
-    the service wheel, wheels of every pinned dependency for that platform,
+    the app's wheel, wheels of every pinned dependency for that platform,
     the hashed requirements file and gunicorn.conf.py. Hosts install it with
     pip --no-index, so they never need a package index.
   - A run that builds a release then keeps the O(keep) most recently used
@@ -24,7 +26,15 @@ description:
   - Runs on the controller (delegate_to localhost, run_once).
 options:
   source_dir:
-    description: Directory holding the service (pyproject.toml, requirements.txt, gunicorn.conf.py, src/).
+    description: Directory holding the app's pyproject.toml and its code.
+    type: path
+    required: true
+  requirements:
+    description: The app's runtime requirements, each pinned with --hash; shipped as requirements.txt.
+    type: path
+    required: true
+  gunicorn_config:
+    description: Gunicorn configuration file shipped with the release as gunicorn.conf.py.
     type: path
     required: true
   build_root:
@@ -55,6 +65,10 @@ release_id:
   description: The release id, the first 12 hex digits of the content hash.
   type: str
   returned: always
+project:
+  description: The distribution name in the app's pyproject.toml, which hosts install from the artifact.
+  type: str
+  returned: always
 artifacts:
   description: Tarball path per platform key "<python>-<arch>-glibc<glibc>".
   type: dict
@@ -77,12 +91,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-# Files and directories of the source tree that make up a release. Tests,
-# caches and editor files do not change what runs, so they do not change the id.
-RELEASE_FILES = ("pyproject.toml", "requirements.txt", "gunicorn.conf.py", "README.md")
-RELEASE_TREES = ("src",)
-IGNORED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+# What in the source directory does not make the release: tests, caches,
+# build outputs, virtual environments, hidden files and editor files do not
+# change what runs, so they do not change the id.
+IGNORED_DIRS = {"tests", "test", "build", "dist", "venv", "__pycache__", "node_modules"}
 IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
+# Names of the files the artifact carries beside the wheels.
+REQUIREMENTS_NAME = "requirements.txt"
+GUNICORN_CONFIG_NAME = "gunicorn.conf.py"
 # How long a build waits for another build of the same release (pip downloads included).
 LOCK_TIMEOUT_SECONDS = 1800
 # What a release directory in the cache is called: the only names pruning removes.
@@ -91,30 +107,56 @@ RELEASE_ID = re.compile(r"[0-9a-f]{12}")
 PRUNE_GRACE_SECONDS = LOCK_TIMEOUT_SECONDS
 
 
-def release_inputs(source_dir):
-    """Yield (relative path, absolute path) of every file that makes the release."""
-    for name in RELEASE_FILES:
-        path = os.path.join(source_dir, name)
-        if os.path.isfile(path):
-            yield name, path
-    for tree in RELEASE_TREES:
-        root = os.path.join(source_dir, tree)
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info"))
-            for filename in sorted(filenames):
-                if filename.endswith(IGNORED_SUFFIXES):
-                    continue
-                path = os.path.join(dirpath, filename)
-                yield os.path.relpath(path, source_dir), path
+def _ignored_dir(name):
+    return name.startswith(".") or name in IGNORED_DIRS or name.endswith(".egg-info")
 
 
-def content_hash(source_dir):
+def release_inputs(source_dir, extra_files=None):
+    """Yield (name, absolute path) of every file that makes the release.
+
+    The source tree's files are named by their path in it; extra_files (name
+    to path) are the files the artifact carries under those names.
+    """
+    for dirpath, dirnames, filenames in os.walk(source_dir):
+        dirnames[:] = sorted(d for d in dirnames if not _ignored_dir(d))
+        for filename in sorted(filenames):
+            if filename.startswith(".") or filename.endswith(IGNORED_SUFFIXES):
+                continue
+            path = os.path.join(dirpath, filename)
+            yield os.path.relpath(path, source_dir), path
+    for name, path in sorted((extra_files or {}).items()):
+        # Apart from the tree's own files, whatever their names.
+        yield "\0" + name, path
+
+
+def content_hash(source_dir, extra_files=None):
     digest = hashlib.sha256()
-    for relpath, path in sorted(release_inputs(source_dir)):
+    for relpath, path in sorted(release_inputs(source_dir, extra_files)):
         digest.update(relpath.encode() + b"\0")
         with open(path, "rb") as handle:
             digest.update(hashlib.sha256(handle.read()).digest())
     return digest.hexdigest()
+
+
+def project_name(source_dir):
+    """The distribution name in pyproject.toml's [project] table; ValueError says what is wrong."""
+    path = os.path.join(source_dir, "pyproject.toml")
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11 on the controller
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ValueError("reading %s needs Python 3.11 or later (tomllib), or the tomli package" % path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError("%s cannot be read: %s" % (path, error))
+    name = data.get("project", {}).get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", name):
+        raise ValueError("%s has no valid [project] name, got %r" % (path, name))
+    return name
 
 
 def manylinux_tags(arch, glibc):
@@ -131,7 +173,7 @@ def deterministic(tarinfo):
     return tarinfo
 
 
-def build_platform(module, source_dir, pip_python, platform, destination):
+def build_platform(module, source_dir, extra_files, pip_python, platform, destination):
     python = str(platform["python"])
     abi = "cp" + python.replace(".", "")
     workdir = tempfile.mkdtemp(prefix="flask-app-build-")
@@ -145,12 +187,12 @@ def build_platform(module, source_dir, pip_python, platform, destination):
                            check_rc=True, environ_update=env)
         command = [pip_python, "-m", "pip", "download", "--only-binary=:all:", "--require-hashes",
                    "--python-version", python, "--implementation", "cp", "--abi", abi, "--abi", "abi3",
-                   "--abi", "none", "--dest", wheels, "--requirement", os.path.join(source_dir, "requirements.txt")]
+                   "--abi", "none", "--dest", wheels, "--requirement", extra_files[REQUIREMENTS_NAME]]
         for tag in manylinux_tags(platform["arch"], str(platform["glibc"])):
             command += ["--platform", tag]
         module.run_command(command, check_rc=True, environ_update=env)
-        for name in ("requirements.txt", "gunicorn.conf.py"):
-            shutil.copy2(os.path.join(source_dir, name), os.path.join(workdir, name))
+        for name, path in extra_files.items():
+            shutil.copy2(path, os.path.join(workdir, name))
         # A name of its own, so that nothing but a finished artifact ever has the final name.
         descriptor, partial = tempfile.mkstemp(prefix="release.", suffix=".partial", dir=os.path.dirname(destination))
         try:
@@ -168,7 +210,7 @@ def build_platform(module, source_dir, pip_python, platform, destination):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def build_once(module, source_dir, pip_python, platform, destination):
+def build_once(module, source_dir, extra_files, pip_python, platform, destination):
     """Build the artifact unless it exists; return whether this run built it.
 
     Two playbook runs deploying the same source at once (two inventories, two
@@ -195,7 +237,7 @@ def build_once(module, source_dir, pip_python, platform, destination):
         for name in os.listdir(directory):
             if name.startswith("release.") and name.endswith(".partial"):
                 os.unlink(os.path.join(directory, name))
-        build_platform(module, source_dir, pip_python, platform, destination)
+        build_platform(module, source_dir, extra_files, pip_python, platform, destination)
         return True
 
 
@@ -286,6 +328,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             source_dir=dict(type="path", required=True),
+            requirements=dict(type="path", required=True),
+            gunicorn_config=dict(type="path", required=True),
             build_root=dict(type="path", required=True),
             platforms=dict(type="list", elements="dict", required=True),
             pip_python=dict(type="path", required=True),
@@ -296,12 +340,20 @@ def main():
     source_dir = module.params["source_dir"]
     if module.params["keep"] < 0:
         module.fail_json(msg="keep must be 0 (keep every release) or more, got keep=%d" % module.params["keep"])
-    for name in ("pyproject.toml", "requirements.txt", "gunicorn.conf.py"):
-        if not os.path.isfile(os.path.join(source_dir, name)):
-            module.fail_json(msg="flask_app_source_dir=%s holds no %s: it must point at the service's app/ directory"
-                             % (source_dir, name))
+    if not os.path.isfile(os.path.join(source_dir, "pyproject.toml")):
+        module.fail_json(msg="flask_app_source_dir=%s holds no pyproject.toml: it must point at the app's source "
+                             "directory" % source_dir)
+    extra_files = {REQUIREMENTS_NAME: module.params["requirements"], GUNICORN_CONFIG_NAME: module.params["gunicorn_config"]}
+    for option, path in (("flask_app_requirements_file", module.params["requirements"]),
+                         ("gunicorn_config", module.params["gunicorn_config"])):
+        if not os.path.isfile(path):
+            module.fail_json(msg="%s=%s is not a file" % (option, path))
+    try:
+        project = project_name(source_dir)
+    except ValueError as error:
+        module.fail_json(msg="flask_app_source_dir: %s" % error)
 
-    digest = content_hash(source_dir)
+    digest = content_hash(source_dir, extra_files)
     release_id = digest[:12]
     build_root = module.params["build_root"]
     release_dir = os.path.join(build_root, release_id)
@@ -319,7 +371,7 @@ def main():
         if module.check_mode:
             changed = True
             continue
-        changed = build_once(module, source_dir, module.params["pip_python"], platform, destination) or changed
+        changed = build_once(module, source_dir, extra_files, module.params["pip_python"], platform, destination) or changed
 
     # Pruning goes with a build: it keeps the cache's size bounded, and a run
     # that builds nothing stays a run that changes nothing. Pruning on every
@@ -331,7 +383,7 @@ def main():
             pruned = sorted(name for name, _ in prune_candidates(build_root, module.params["keep"], release_id))
         else:
             pruned = prune(build_root, module.params["keep"], release_id)
-    module.exit_json(changed=changed or bool(pruned), release_id=release_id, content_hash=digest,
+    module.exit_json(changed=changed or bool(pruned), release_id=release_id, project=project, content_hash=digest,
                      artifacts=artifacts, pruned=pruned)
 
 

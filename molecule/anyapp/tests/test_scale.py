@@ -1,4 +1,7 @@
-"""Scaling is an inventory edit and a re-run of site.yml, nothing else."""
+"""Scaling is an inventory edit and a re-run of site.yml, nothing else.
+
+Runs after test_anyapp.py (file order): greeter-api serves on app1 and app2.
+"""
 
 from collections import Counter
 
@@ -6,6 +9,9 @@ import pytest
 
 from conftest import (container_ip, container_of, inventory, request, run_playbook, upstream_lines, upstream_servers,
                       write_inventory)
+
+SERVICE = "greeter"
+PATH = "/hello"
 
 testinfra_hosts = []
 
@@ -18,7 +24,7 @@ def lb():
 
 
 def served_by(lb_url, backend_by_address, count=60):
-    return Counter(backend_by_address.get(request(f"{lb_url}/requestme").headers["X-Upstream-Addr"], "?")
+    return Counter(backend_by_address.get(request(f"{lb_url}{PATH}").headers["X-Upstream-Addr"], "?")
                    for _ in range(count))
 
 
@@ -45,9 +51,9 @@ def test_check_mode_previews_a_new_backend_and_changes_nothing(tmp_path, lb):
     assert recap["app3"]["changed"] > 0 and recap["lb1"]["changed"] > 0, recap
     assert recap["app1"]["changed"] == 0 and recap["app2"]["changed"] == 0, recap
     assert len(added_servers(output, "app3")) == 1, output[-3000:]
-    assert not spare.file("/opt/hello-service").exists
+    assert not spare.file(f"/opt/{SERVICE}").exists
     # Neither the settings nor the unit, staged or live.
-    assert not spare.file("/etc/hello-service").exists
+    assert not spare.file(f"/etc/{SERVICE}").exists
     assert lb.check_output("nginx -T") == config and upstream_servers(lb) == ["app1", "app2"]
 
 
@@ -72,7 +78,7 @@ def test_an_ipv6_backend_address_is_bracketed_and_serves(tmp_path, lb, lb_url):
     try:
         run_playbook("site.yml", ipv6, "--limit", "loadbalancers")
         assert f"server [{mapped}]:8080 weight=1 max_fails=1 fail_timeout=10s;" in upstream_lines(lb)
-        answered = Counter(request(f"{lb_url}/requestme").headers["X-Upstream-Addr"] for _ in range(40))
+        answered = Counter(request(f"{lb_url}{PATH}").headers["X-Upstream-Addr"] for _ in range(40))
         assert f"[{mapped}]:8080" in answered, answered
         assert len(answered) == 2, answered
     finally:
@@ -86,6 +92,8 @@ def test_adding_a_backend_puts_it_in_rotation(tmp_path, lb, lb_url, backend_by_a
     _, output, recap = run_playbook("site.yml", path)
     assert recap["app3"]["changed"] > 0
     assert upstream_servers(lb) == ["app1", "app2", "app3"]
+    # The new backend serves the release the others serve.
+    assert request(f"http://{container_ip(container_of('app3'))}:8080{PATH}").json()["version"] == 1
     assert set(served_by(lb_url, backend_by_address)) == {"app1", "app2", "app3"}
     # And the re-run is idempotent again.
     _, _, recap = run_playbook("site.yml", path)

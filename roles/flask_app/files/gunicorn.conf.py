@@ -1,10 +1,11 @@
-"""Gunicorn settings for hello-service.
+"""Gunicorn settings for a Flask app deployed by the flask_app role.
 
-    gunicorn --config <release>/gunicorn.conf.py hello_service.wsgi:app
+    gunicorn --config <release>/gunicorn.conf.py <wsgi target>
 
-Every setting comes from a HELLO_SERVICE_* environment variable. Values in
-the optional file named by HELLO_SERVICE_SETTINGS_FILE (KEY=VALUE lines,
-``#`` comments) override the environment.
+Gunicorn's settings come from GUNICORN_* environment variables. Values in
+the optional file named by GUNICORN_SETTINGS_FILE (KEY=VALUE lines, ``#``
+comments) override the environment. Every other key in that file is the
+app's own environment variable: it is passed through to the workers.
 
 Why the file: Gunicorn executes this module again on every SIGHUP, but the
 master's environment is whatever systemd gave it at start. Reading the file
@@ -15,18 +16,20 @@ so the workers forked after the HUP build the app from them. A key removed
 from the file falls back to the environment value on the next HUP, because
 Gunicorn undoes its previous ``raw_env`` before re-reading this file.
 
-Only the standard library is imported: importing hello_service (and Flask)
-here would load it into the master, every worker would inherit that copy,
-and a HUP could no longer bring in new application code.
+Only the standard library is imported: importing the app (and Flask) here
+would load it into the master, every worker would inherit that copy, and a
+HUP could no longer bring in new application code.
 """
 
 import logging
 import os
+import re
 
-PREFIX = "HELLO_SERVICE_"
+PREFIX = "GUNICORN_"
 SETTINGS_FILE_VARIABLE = PREFIX + "SETTINGS_FILE"
 
-# Gunicorn's settings, read below.
+# Gunicorn's settings, read below. Any other GUNICORN_* key in the file is a
+# mistake (Gunicorn itself reads GUNICORN_CMD_ARGS and sets GUNICORN_FD).
 GUNICORN_SETTING_KEYS = frozenset(
     PREFIX + name
     for name in (
@@ -42,17 +45,12 @@ GUNICORN_SETTING_KEYS = frozenset(
         "FORWARDED_ALLOW_IPS",
         "ACCESS_LOG",
         "LOG_LEVEL",
+        "PROC_NAME",
+        "SECRET_NAMES",
     )
 )
-# The application's settings (hello_service.config.SETTING_NAMES). They are
-# only passed through to the workers; the app validates their values when it
-# starts, and `gunicorn --check-config` runs that validation too.
-APP_SETTING_KEYS = frozenset(
-    PREFIX + name for name in ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "REQUEST_LOG", "DEBUG", "SECRET_KEY")
-)
-# Settings whose values must never appear in an error message or a log line.
-SECRET_SETTING_KEYS = frozenset({PREFIX + "SECRET_KEY"})
-SETTINGS_FILE_KEYS = GUNICORN_SETTING_KEYS | APP_SETTING_KEYS
+# The app's environment variables: any name a shell and systemd accept.
+APP_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 WORKER_CLASSES = ("sync", "gthread")
@@ -84,14 +82,14 @@ def _read_settings_file(path):
         key = key.strip()
         where = f"{path}, line {number}"
         if not equals or not key:
-            if any(secret in text for secret in SECRET_SETTING_KEYS):
-                # The rest of such a line is probably the secret itself.
-                raise SettingsError(f"{where}: expected KEY=VALUE, got a line of {len(text)} characters (not shown)")
-            raise SettingsError(f"{where}: expected KEY=VALUE, got {text!r}")
-        if key not in SETTINGS_FILE_KEYS:
+            # The line may hold a secret's value: its text is never shown.
+            raise SettingsError(f"{where}: expected KEY=VALUE, got a line of {len(text)} characters (not shown)")
+        if key.startswith(PREFIX) and key not in GUNICORN_SETTING_KEYS:
             raise SettingsError(
-                f"{where}: unknown setting {key!r}; known settings: " + ", ".join(sorted(SETTINGS_FILE_KEYS))
+                f"{where}: unknown setting {key!r}; Gunicorn's settings are: " + ", ".join(sorted(GUNICORN_SETTING_KEYS))
             )
+        if not APP_SETTING_NAME.fullmatch(key):
+            raise SettingsError(f"{where}: {key!r} is not an environment variable name (letters, digits and _)")
         if key in values:
             raise SettingsError(f"{where}: {key} is set more than once")
         values[key] = _unquote(value.strip())
@@ -180,7 +178,10 @@ class _RedactSecrets(logging.Filter):
 _gunicorn_error_log = logging.getLogger("gunicorn.error")
 for _old_filter in [f for f in _gunicorn_error_log.filters if type(f).__name__ == _RedactSecrets.__name__]:
     _gunicorn_error_log.removeFilter(_old_filter)
-_secrets = sorted({os.environ[key].strip() for key in SECRET_SETTING_KEYS if os.environ.get(key, "").strip()})
+# The app's variables whose values are secret, by name (the role lists its
+# secrets here); their values are redacted from Gunicorn's log.
+_secret_names = [name.strip() for name in _text("SECRET_NAMES", "").split(",") if name.strip()]
+_secrets = sorted({os.environ[name].strip() for name in _secret_names if os.environ.get(name, "").strip()})
 if _secrets:
     _gunicorn_error_log.addFilter(_RedactSecrets(_secrets))
 
@@ -232,7 +233,7 @@ threads = _integer("THREADS", 2 if worker_class == "gthread" else 1, minimum=1)
 if worker_class == "sync" and threads > 1:
     if requested_worker_class == "sync":
         # Gunicorn would silently run gthread instead; say so rather than surprise.
-        raise _invalid(PREFIX + "THREADS", str(threads), "1 when HELLO_SERVICE_WORKER_CLASS=sync")
+        raise _invalid(PREFIX + "THREADS", str(threads), f"1 when {PREFIX}WORKER_CLASS=sync")
     # auto with several workers: THREADS is for the single gthread worker.
     threads = 1
 
@@ -284,10 +285,9 @@ loglevel = _choice("LOG_LEVEL", "info", LOG_LEVELS)
 # Gunicorn's own messages go to stderr, where journald collects them.
 errorlog = "-"
 
-# Off by default: the load balancer's access log is the request log, and
-# HELLO_SERVICE_REQUEST_LOG adds the app's own line when wanted. When on,
-# the line is JSON too. The response's X-Request-ID is used because the app
-# sets it on every response, generated when the client sent none.
+# Off by default: the load balancer's access log is the request log. When
+# on, the line is JSON. The response's X-Request-ID is logged for apps that
+# set it on every response ("-" for those that do not).
 # Gunicorn does not escape values: a path or agent containing a double quote
 # yields a line that is not valid JSON.
 accesslog = _text("ACCESS_LOG", "") or None
@@ -299,7 +299,8 @@ access_log_format = (
 
 # --- Process -----------------------------------------------------------------
 
-proc_name = "hello-service"
+# The service's name in `ps` (the role sets it); Gunicorn's default without it.
+proc_name = _text("PROC_NAME", "") or None
 
 # systemd supervises the service and reload is a HUP (ExecReload), so
 # Gunicorn's control socket (on by default since 25.1) adds nothing but a

@@ -6,12 +6,15 @@ which must not leak between tests.
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
-from hello_service.config import ENV_PREFIX, SETTING_NAMES
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "roles" / "flask_app" / "files" / "gunicorn.conf.py"
+ENV_PREFIXES = ("GUNICORN_", "MY_APP_")
 
 GUNICORN_SETTINGS = (
     "bind",
@@ -33,6 +36,7 @@ GUNICORN_SETTINGS = (
     "worker_tmp_dir",
     "raw_env",
     "control_socket_disable",
+    "_secrets",
 )
 
 _EVALUATE = """
@@ -40,9 +44,8 @@ import json, os, runpy, sys
 namespace = runpy.run_path(sys.argv[1])
 print(json.dumps({
     "settings": {name: namespace.get(name) for name in sys.argv[2:]},
-    "app_setting_keys": sorted(namespace["APP_SETTING_KEYS"]),
     "cpu_count": len(os.sched_getaffinity(0)),
-    "environ": {k: v for k, v in os.environ.items() if k.startswith("HELLO_SERVICE_")},
+    "environ": {k: v for k, v in os.environ.items() if k.startswith(("GUNICORN_", "MY_APP_"))},
 }))
 """
 
@@ -63,16 +66,16 @@ class Evaluation:
 
 
 @pytest.fixture
-def evaluate(app_dir):
-    """Evaluate gunicorn.conf.py with exactly the given HELLO_SERVICE_* variables."""
+def evaluate():
+    """Evaluate gunicorn.conf.py with exactly the given GUNICORN_* and MY_APP_* variables."""
 
     def run(cpus=None, **variables):
         """CPUS: run on the first CPUS of this process's CPUs, as a pinned service would."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
         env.update(variables)
         allowed = sorted(os.sched_getaffinity(0))[:cpus] if cpus else None
         completed = subprocess.run(
-            [sys.executable, "-c", _EVALUATE, str(app_dir / "gunicorn.conf.py"), *GUNICORN_SETTINGS],
+            [sys.executable, "-c", _EVALUATE, str(CONFIG), *GUNICORN_SETTINGS],
             env=env,
             preexec_fn=(lambda: os.sched_setaffinity(0, allowed)) if allowed else None,
             capture_output=True,
@@ -88,7 +91,7 @@ def evaluate(app_dir):
 @pytest.fixture
 def settings_file(tmp_path):
     """Write a settings file with the given lines and return its path."""
-    path = tmp_path / "hello-service.env"
+    path = tmp_path / "settings.env"
 
     def write(*lines):
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -119,11 +122,12 @@ def test_defaults_on_two_cpus(evaluate):
         "access_log_format": None,
         "errorlog": "-",
         "loglevel": "info",
-        "proc_name": "hello-service",
+        "proc_name": None,
         "preload_app": False,
         "worker_tmp_dir": None,
         "raw_env": [],
         "control_socket_disable": True,
+        "_secrets": [],
     }
 
 
@@ -137,35 +141,35 @@ def test_one_cpu_runs_one_gthread_worker_with_two_threads_and_no_recycling(evalu
 
 def test_one_cpu_ignores_the_recycling_meant_for_several_workers(evaluate):
     # The role always writes MAX_REQUESTS and its jitter; on one CPU there is one worker to recycle.
-    settings = evaluate(cpus=1, HELLO_SERVICE_MAX_REQUESTS="10000", HELLO_SERVICE_MAX_REQUESTS_JITTER="1000").settings
+    settings = evaluate(cpus=1, GUNICORN_MAX_REQUESTS="10000", GUNICORN_MAX_REQUESTS_JITTER="1000").settings
     assert (settings["workers"], settings["max_requests"], settings["max_requests_jitter"]) == (1, 0, 0)
 
 
 def test_one_cpu_takes_the_threads_asked_for(evaluate):
-    assert evaluate(cpus=1, HELLO_SERVICE_THREADS="4").settings["threads"] == 4
+    assert evaluate(cpus=1, GUNICORN_THREADS="4").settings["threads"] == 4
 
 
 def test_one_cpu_with_several_workers_asked_for_runs_sync_workers(evaluate):
-    settings = evaluate(cpus=1, HELLO_SERVICE_WORKERS="3", HELLO_SERVICE_THREADS="4").settings
+    settings = evaluate(cpus=1, GUNICORN_WORKERS="3", GUNICORN_THREADS="4").settings
     assert (settings["worker_class"], settings["workers"], settings["threads"]) == ("sync", 3, 1)
     assert settings["max_requests"] == 10000
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
 def test_one_cpu_keeps_the_worker_class_asked_for_and_two_per_cpu_plus_one(evaluate, worker_class):
-    settings = evaluate(cpus=1, HELLO_SERVICE_WORKER_CLASS=worker_class).settings
+    settings = evaluate(cpus=1, GUNICORN_WORKER_CLASS=worker_class).settings
     assert (settings["worker_class"], settings["workers"]) == (worker_class, 3)
 
 
 @needs_two_cpus
 def test_one_worker_asked_for_on_two_cpus_is_a_gthread_worker(evaluate):
-    settings = evaluate(cpus=2, HELLO_SERVICE_WORKERS="1").settings
+    settings = evaluate(cpus=2, GUNICORN_WORKERS="1").settings
     assert (settings["worker_class"], settings["workers"], settings["threads"]) == ("gthread", 1, 2)
 
 
 @needs_two_cpus
 def test_threads_are_unused_by_the_sync_workers_auto_picks_on_two_cpus(evaluate):
-    settings = evaluate(cpus=2, HELLO_SERVICE_THREADS="4").settings
+    settings = evaluate(cpus=2, GUNICORN_THREADS="4").settings
     assert (settings["worker_class"], settings["workers"], settings["threads"]) == ("sync", 5, 1)
 
 
@@ -180,18 +184,18 @@ def test_heartbeat_files_on_tmpfs_when_available(evaluate):
 
 def test_environment_overrides_every_setting(evaluate):
     settings = evaluate(
-        HELLO_SERVICE_BIND="127.0.0.1:9000, unix:/run/hello.sock",
-        HELLO_SERVICE_WORKERS="3",
-        HELLO_SERVICE_WORKER_CLASS="gthread",
-        HELLO_SERVICE_THREADS="4",
-        HELLO_SERVICE_TIMEOUT="10",
-        HELLO_SERVICE_GRACEFUL_TIMEOUT="5",
-        HELLO_SERVICE_KEEPALIVE="90",
-        HELLO_SERVICE_MAX_REQUESTS="500",
-        HELLO_SERVICE_MAX_REQUESTS_JITTER="7",
-        HELLO_SERVICE_FORWARDED_ALLOW_IPS="10.0.0.5,10.0.0.6",
-        HELLO_SERVICE_ACCESS_LOG="-",
-        HELLO_SERVICE_LOG_LEVEL="WARNING",
+        GUNICORN_BIND="127.0.0.1:9000, unix:/run/hello.sock",
+        GUNICORN_WORKERS="3",
+        GUNICORN_WORKER_CLASS="gthread",
+        GUNICORN_THREADS="4",
+        GUNICORN_TIMEOUT="10",
+        GUNICORN_GRACEFUL_TIMEOUT="5",
+        GUNICORN_KEEPALIVE="90",
+        GUNICORN_MAX_REQUESTS="500",
+        GUNICORN_MAX_REQUESTS_JITTER="7",
+        GUNICORN_FORWARDED_ALLOW_IPS="10.0.0.5,10.0.0.6",
+        GUNICORN_ACCESS_LOG="-",
+        GUNICORN_LOG_LEVEL="WARNING",
     ).settings
     assert settings["bind"] == ["127.0.0.1:9000", "unix:/run/hello.sock"]
     assert (settings["workers"], settings["worker_class"], settings["threads"]) == (3, "gthread", 4)
@@ -202,33 +206,33 @@ def test_environment_overrides_every_setting(evaluate):
 
 
 def test_jitter_defaults_to_a_tenth_of_max_requests(evaluate):
-    assert evaluate(HELLO_SERVICE_MAX_REQUESTS="2000").settings["max_requests_jitter"] == 200
+    assert evaluate(GUNICORN_MAX_REQUESTS="2000").settings["max_requests_jitter"] == 200
 
 
 def test_one_worker_is_not_recycled_by_default(evaluate):
-    settings = evaluate(HELLO_SERVICE_WORKERS="1").settings
+    settings = evaluate(GUNICORN_WORKERS="1").settings
     assert (settings["workers"], settings["max_requests"], settings["max_requests_jitter"]) == (1, 0, 0)
 
 
 def test_recycling_the_only_worker_is_refused(evaluate):
-    evaluation = evaluate(HELLO_SERVICE_WORKERS="1", HELLO_SERVICE_MAX_REQUESTS="10000")
+    evaluation = evaluate(GUNICORN_WORKERS="1", GUNICORN_MAX_REQUESTS="10000")
     assert evaluation.returncode != 0
-    assert "HELLO_SERVICE_MAX_REQUESTS='10000'" in evaluation.stderr
-    assert "HELLO_SERVICE_WORKERS=1" in evaluation.stderr
+    assert "GUNICORN_MAX_REQUESTS='10000'" in evaluation.stderr
+    assert "GUNICORN_WORKERS=1" in evaluation.stderr
 
 
 def test_two_workers_are_recycled_by_default(evaluate):
-    assert evaluate(HELLO_SERVICE_WORKERS="2").settings["max_requests"] == 10000
+    assert evaluate(GUNICORN_WORKERS="2").settings["max_requests"] == 10000
 
 
 def test_gthread_workers_default_to_two_threads(evaluate):
-    assert evaluate(HELLO_SERVICE_WORKER_CLASS="gthread").settings["threads"] == 2
+    assert evaluate(GUNICORN_WORKER_CLASS="gthread").settings["threads"] == 2
 
 
 def test_sync_workers_with_threads_are_refused(evaluate):
-    evaluation = evaluate(HELLO_SERVICE_WORKER_CLASS="sync", HELLO_SERVICE_THREADS="4")
+    evaluation = evaluate(GUNICORN_WORKER_CLASS="sync", GUNICORN_THREADS="4")
     assert evaluation.returncode != 0
-    assert "HELLO_SERVICE_THREADS='4'" in evaluation.stderr
+    assert "GUNICORN_THREADS='4'" in evaluation.stderr
 
 
 def test_access_log_format_is_json_with_request_id(evaluate):
@@ -251,18 +255,18 @@ def test_access_log_format_is_json_with_request_id(evaluate):
 @pytest.mark.parametrize(
     ("variable", "bad_value"),
     [
-        ("HELLO_SERVICE_WORKERS", "0"),
-        ("HELLO_SERVICE_WORKERS", "many"),
-        ("HELLO_SERVICE_WORKER_CLASS", "gevent"),
-        ("HELLO_SERVICE_THREADS", "0"),
-        ("HELLO_SERVICE_TIMEOUT", "-5"),
-        ("HELLO_SERVICE_GRACEFUL_TIMEOUT", "soon"),
-        ("HELLO_SERVICE_KEEPALIVE", "1.5"),
-        ("HELLO_SERVICE_MAX_REQUESTS", "-1"),
-        ("HELLO_SERVICE_MAX_REQUESTS_JITTER", "x"),
-        ("HELLO_SERVICE_LOG_LEVEL", "loud"),
-        ("HELLO_SERVICE_BIND", " , "),
-        ("HELLO_SERVICE_FORWARDED_ALLOW_IPS", " "),
+        ("GUNICORN_WORKERS", "0"),
+        ("GUNICORN_WORKERS", "many"),
+        ("GUNICORN_WORKER_CLASS", "gevent"),
+        ("GUNICORN_THREADS", "0"),
+        ("GUNICORN_TIMEOUT", "-5"),
+        ("GUNICORN_GRACEFUL_TIMEOUT", "soon"),
+        ("GUNICORN_KEEPALIVE", "1.5"),
+        ("GUNICORN_MAX_REQUESTS", "-1"),
+        ("GUNICORN_MAX_REQUESTS_JITTER", "x"),
+        ("GUNICORN_LOG_LEVEL", "loud"),
+        ("GUNICORN_BIND", " , "),
+        ("GUNICORN_FORWARDED_ALLOW_IPS", " "),
     ],
 )
 def test_invalid_environment_value_names_variable_and_value(evaluate, variable, bad_value):
@@ -272,91 +276,118 @@ def test_invalid_environment_value_names_variable_and_value(evaluate, variable, 
 
 
 def test_settings_file_overrides_environment(evaluate, settings_file):
-    path = settings_file("HELLO_SERVICE_WORKERS=4", "HELLO_SERVICE_TIMEOUT=12")
-    settings = evaluate(HELLO_SERVICE_SETTINGS_FILE=path, HELLO_SERVICE_WORKERS="9").settings
+    path = settings_file("GUNICORN_WORKERS=4", "GUNICORN_TIMEOUT=12")
+    settings = evaluate(GUNICORN_SETTINGS_FILE=path, GUNICORN_WORKERS="9").settings
     assert (settings["workers"], settings["timeout"]) == (4, 12)
 
 
 def test_settings_file_ignores_comments_blank_lines_and_spaces(evaluate, settings_file):
-    path = settings_file("# managed by Ansible", "", "   ", "  HELLO_SERVICE_WORKERS = 6  ")
-    assert evaluate(HELLO_SERVICE_SETTINGS_FILE=path).settings["workers"] == 6
+    path = settings_file("# managed by Ansible", "", "   ", "  GUNICORN_WORKERS = 6  ")
+    assert evaluate(GUNICORN_SETTINGS_FILE=path).settings["workers"] == 6
 
 
 def test_settings_file_values_may_be_quoted(evaluate, settings_file):
-    path = settings_file('HELLO_SERVICE_RELEASE_ID="2024 05 01"', "HELLO_SERVICE_LOG_LEVEL='debug'")
-    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=path)
-    assert evaluation.environ["HELLO_SERVICE_RELEASE_ID"] == "2024 05 01"
+    path = settings_file('MY_APP_RELEASE_ID="2024 05 01"', "GUNICORN_LOG_LEVEL='debug'")
+    evaluation = evaluate(GUNICORN_SETTINGS_FILE=path)
+    assert evaluation.environ["MY_APP_RELEASE_ID"] == "2024 05 01"
     assert evaluation.settings["loglevel"] == "debug"
 
 
 def test_settings_file_app_values_reach_the_environment(evaluate, settings_file):
-    path = settings_file("HELLO_SERVICE_RELEASE_ID=r7", "HELLO_SERVICE_PROXY_COUNT=1")
-    environ = evaluate(HELLO_SERVICE_SETTINGS_FILE=path, HELLO_SERVICE_RELEASE_ID="old").environ
-    assert (environ["HELLO_SERVICE_RELEASE_ID"], environ["HELLO_SERVICE_PROXY_COUNT"]) == ("r7", "1")
+    path = settings_file("MY_APP_RELEASE_ID=r7", "MY_APP_PROXY_COUNT=1")
+    environ = evaluate(GUNICORN_SETTINGS_FILE=path, MY_APP_RELEASE_ID="old").environ
+    assert (environ["MY_APP_RELEASE_ID"], environ["MY_APP_PROXY_COUNT"]) == ("r7", "1")
 
 
 def test_settings_file_values_are_passed_as_raw_env(evaluate, settings_file):
     # raw_env is what Gunicorn undoes before re-reading the file on HUP.
-    path = settings_file("HELLO_SERVICE_RELEASE_ID=r7", "HELLO_SERVICE_DEBUG=false")
-    raw_env = evaluate(HELLO_SERVICE_SETTINGS_FILE=path).settings["raw_env"]
-    assert raw_env == ["HELLO_SERVICE_DEBUG=false", "HELLO_SERVICE_RELEASE_ID=r7"]
+    path = settings_file("MY_APP_RELEASE_ID=r7", "MY_APP_DEBUG=false")
+    raw_env = evaluate(GUNICORN_SETTINGS_FILE=path).settings["raw_env"]
+    assert raw_env == ["MY_APP_DEBUG=false", "MY_APP_RELEASE_ID=r7"]
 
 
 def test_settings_file_unknown_key_is_named(evaluate, settings_file):
-    path = settings_file("HELLO_SERVICE_WORKERZ=4")
-    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=path)
+    path = settings_file("GUNICORN_WORKERZ=4")
+    evaluation = evaluate(GUNICORN_SETTINGS_FILE=path)
     assert evaluation.returncode != 0
-    assert "unknown setting 'HELLO_SERVICE_WORKERZ'" in evaluation.stderr
+    assert "unknown setting 'GUNICORN_WORKERZ'" in evaluation.stderr
 
 
 def test_settings_file_cannot_name_another_settings_file(evaluate, settings_file):
-    path = settings_file("HELLO_SERVICE_SETTINGS_FILE=/etc/other")
-    assert "unknown setting 'HELLO_SERVICE_SETTINGS_FILE'" in evaluate(HELLO_SERVICE_SETTINGS_FILE=path).stderr
+    path = settings_file("GUNICORN_SETTINGS_FILE=/etc/other")
+    assert "unknown setting 'GUNICORN_SETTINGS_FILE'" in evaluate(GUNICORN_SETTINGS_FILE=path).stderr
 
 
 def test_settings_file_invalid_value_names_key_value_and_file(evaluate, settings_file):
-    path = settings_file("HELLO_SERVICE_WORKERS=lots")
-    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=path)
+    path = settings_file("GUNICORN_WORKERS=lots")
+    evaluation = evaluate(GUNICORN_SETTINGS_FILE=path)
     assert evaluation.returncode != 0
-    assert f"HELLO_SERVICE_WORKERS='lots' (from settings file {path})" in evaluation.stderr
+    assert f"GUNICORN_WORKERS='lots' (from settings file {path})" in evaluation.stderr
 
 
 def test_settings_file_line_without_equals_is_refused(evaluate, settings_file):
-    path = settings_file("HELLO_SERVICE_WORKERS 4")
-    assert "line 1: expected KEY=VALUE" in evaluate(HELLO_SERVICE_SETTINGS_FILE=path).stderr
+    path = settings_file("GUNICORN_WORKERS 4")
+    assert "line 1: expected KEY=VALUE" in evaluate(GUNICORN_SETTINGS_FILE=path).stderr
 
 
 def test_settings_file_duplicate_key_is_refused(evaluate, settings_file):
-    path = settings_file("HELLO_SERVICE_WORKERS=4", "HELLO_SERVICE_WORKERS=5")
-    assert "HELLO_SERVICE_WORKERS is set more than once" in evaluate(HELLO_SERVICE_SETTINGS_FILE=path).stderr
+    path = settings_file("GUNICORN_WORKERS=4", "GUNICORN_WORKERS=5")
+    assert "GUNICORN_WORKERS is set more than once" in evaluate(GUNICORN_SETTINGS_FILE=path).stderr
 
 
 def test_missing_settings_file_is_an_error(evaluate, tmp_path):
-    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=str(tmp_path / "absent.env"))
+    evaluation = evaluate(GUNICORN_SETTINGS_FILE=str(tmp_path / "absent.env"))
     assert evaluation.returncode != 0
     assert "cannot be read" in evaluation.stderr
-
-
-def test_app_setting_keys_match_the_app(evaluate):
-    assert evaluate().output["app_setting_keys"] == sorted(ENV_PREFIX + name for name in SETTING_NAMES)
 
 
 SECRET = "conf-test-secret-0123456789abcdefgh"
 
 
 def test_settings_file_secret_key_reaches_the_environment(evaluate, settings_file):
-    path = settings_file(f"HELLO_SERVICE_SECRET_KEY={SECRET}")
-    assert evaluate(HELLO_SERVICE_SETTINGS_FILE=path).environ["HELLO_SERVICE_SECRET_KEY"] == SECRET
+    path = settings_file(f"MY_APP_SECRET_KEY={SECRET}")
+    assert evaluate(GUNICORN_SETTINGS_FILE=path).environ["MY_APP_SECRET_KEY"] == SECRET
 
 
 def test_settings_file_secret_key_is_passed_as_raw_env(evaluate, settings_file):
-    path = settings_file(f"HELLO_SERVICE_SECRET_KEY={SECRET}")
-    assert evaluate(HELLO_SERVICE_SETTINGS_FILE=path).settings["raw_env"] == [f"HELLO_SERVICE_SECRET_KEY={SECRET}"]
+    path = settings_file(f"MY_APP_SECRET_KEY={SECRET}")
+    assert evaluate(GUNICORN_SETTINGS_FILE=path).settings["raw_env"] == [f"MY_APP_SECRET_KEY={SECRET}"]
 
 
 def test_settings_file_malformed_secret_key_line_is_not_shown(evaluate, settings_file):
-    path = settings_file(f"HELLO_SERVICE_SECRET_KEY {SECRET}")
-    evaluation = evaluate(HELLO_SERVICE_SETTINGS_FILE=path)
+    path = settings_file(f"MY_APP_SECRET_KEY {SECRET}")
+    evaluation = evaluate(GUNICORN_SETTINGS_FILE=path)
     assert evaluation.returncode != 0
     assert "line 1: expected KEY=VALUE" in evaluation.stderr
     assert SECRET not in evaluation.stderr
+
+
+def test_settings_file_value_keeps_what_is_between_its_quotes(evaluate, settings_file):
+    # The role quotes every app value: spaces, quotes and # inside are the value's own.
+    path = settings_file('MY_APP_GREETING=" say "hi" # now "')
+    assert evaluate(GUNICORN_SETTINGS_FILE=path).environ["MY_APP_GREETING"] == ' say "hi" # now '
+
+
+def test_settings_file_key_that_is_no_variable_name_is_refused(evaluate, settings_file):
+    evaluation = evaluate(GUNICORN_SETTINGS_FILE=settings_file("MY-APP=1"))
+    assert evaluation.returncode != 0
+    assert "'MY-APP' is not an environment variable name" in evaluation.stderr
+
+
+def test_settings_file_cannot_pass_gunicorn_its_command_line(evaluate, settings_file):
+    evaluation = evaluate(GUNICORN_SETTINGS_FILE=settings_file("GUNICORN_CMD_ARGS=--workers 9"))
+    assert "unknown setting 'GUNICORN_CMD_ARGS'" in evaluation.stderr
+
+
+def test_process_name_is_the_one_set(evaluate):
+    assert evaluate(GUNICORN_PROC_NAME="my-service").settings["proc_name"] == "my-service"
+
+
+def test_values_of_the_secrets_named_are_redacted(evaluate, settings_file):
+    path = settings_file(f"MY_APP_SECRET_KEY={SECRET}", "MY_APP_DEBUG=false", "GUNICORN_SECRET_NAMES=MY_APP_SECRET_KEY")
+    assert evaluate(GUNICORN_SETTINGS_FILE=path).settings["_secrets"] == [SECRET]
+
+
+def test_no_secret_is_redacted_unless_named(evaluate, settings_file):
+    path = settings_file(f"MY_APP_SECRET_KEY={SECRET}")
+    assert evaluate(GUNICORN_SETTINGS_FILE=path).settings["_secrets"] == []

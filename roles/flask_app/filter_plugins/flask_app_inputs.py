@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+"""Shape checks of the app's inputs that land in its settings file and unit.
+
+Each filter returns the list of problems (empty: the input is fine), each
+naming the variable and the bad name or value, so that preflight can fail
+before anything on a host changes. A secret's value is never shown.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A name that shells, systemd and gunicorn.conf.py all take as an environment variable.
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Characters that would end a line of the settings file: ASCII controls (tab,
+# newline, carriage return...) and what Python's str.splitlines() also splits on.
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+# The forms Gunicorn accepts: module, module:variable or module:factory(), each
+# part a Python identifier. Arguments to the factory are refused: the target lands
+# in the unit's ExecStart, where quotes and spaces would be systemd's to parse.
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+WSGI_TARGET = re.compile(r"%s(\.%s)*(:%s(\(\))?)?\Z" % (_IDENTIFIER, _IDENTIFIER, _IDENTIFIER))
+# The service's name becomes a user, a group, a unit and directory names.
+SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}\Z")
+# Values of these types are written as their text.
+SCALARS = (str, int, float, bool)
+
+
+def environment_errors(mapping, variable, reserved_prefixes=(), reserved_names=(), taken=None, secret=False):
+    """Problems with a mapping of environment variable names to values.
+
+    reserved_names are set by the deploy itself (the release id); taken maps
+    the variable name of another mapping to the names it sets already.
+    """
+    taken = taken or {}
+    if not isinstance(mapping, dict):
+        return ["%s must be a mapping of names to values, got %s" % (variable, type(mapping).__name__)]
+    errors = []
+    for name in sorted(mapping, key=str):
+        value = mapping[name]
+        if not isinstance(name, str) or not ENVIRONMENT_NAME.match(name):
+            errors.append("%s: %r is not an environment variable name (a letter or _, then letters, digits or _)"
+                          % (variable, name))
+            continue
+        prefix = next((prefix for prefix in reserved_prefixes if name.startswith(prefix)), None)
+        if prefix is not None:
+            errors.append("%s: %s is reserved (names starting with %s are the role's own settings)"
+                          % (variable, name, prefix))
+            continue
+        if name in reserved_names:
+            errors.append("%s: %s is set by the deploy (flask_app_release_id_variable)" % (variable, name))
+            continue
+        other = next((other for other, names in sorted(taken.items()) if name in names), None)
+        if other is not None:
+            errors.append("%s: %s is set in %s already" % (variable, name, other))
+            continue
+        shown = "(value not shown)" if secret else repr(value)
+        if isinstance(value, (dict, list)) or value is None or not isinstance(value, SCALARS):
+            errors.append("%s: %s must be a string, a number or a boolean, got %s %s"
+                          % (variable, name, type(value).__name__, shown))
+        elif LINE_BREAKING.search(str(value)):
+            errors.append("%s: %s must not hold a line break or control character, got %s" % (variable, name, shown))
+    return errors
+
+
+def wsgi_target_errors(target, variable="flask_app_wsgi_target"):
+    """Problems with what Gunicorn is told to serve."""
+    if isinstance(target, str) and WSGI_TARGET.match(target):
+        return []
+    return ["%s must be module, module:variable or module:factory() (Python identifiers, dotted modules), got %r"
+            % (variable, target)]
+
+
+def service_name_errors(name, variable="flask_app_name"):
+    """Problems with the service's name."""
+    if isinstance(name, str) and SERVICE_NAME.match(name):
+        return []
+    return ["%s must be 1 to 31 lowercase letters, digits and dashes, starting with a letter, got %r"
+            % (variable, name)]
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "flask_app_environment_errors": environment_errors,
+            "flask_app_wsgi_target_errors": wsgi_target_errors,
+            "flask_app_service_name_errors": service_name_errors,
+        }
