@@ -28,7 +28,9 @@ def build(tmp_path, monkeypatch):
     destination = tmp_path / "out" / "release.tar.gz"
     destination.parent.mkdir()
     module = RecordingModule()
-    flask_app_build.build_platform(module, str(source), "/usr/bin/python3",
+    extra_files = {flask_app_build.REQUIREMENTS_NAME: str(source / "requirements.txt"),
+                   flask_app_build.GUNICORN_CONFIG_NAME: str(source / "gunicorn.conf.py")}
+    flask_app_build.build_platform(module, str(source), extra_files, "/usr/bin/python3",
                                    {"python": "3.11", "arch": "x86_64", "glibc": "2.36"}, str(destination))
     return module, destination
 

@@ -53,8 +53,9 @@ def test_a_scenario_inventory_reaches_the_scenario_containers(tmp_path, monkeypa
     assert "spares" not in listed
     app2 = listed["_meta"]["hostvars"]["app2"]
     # The scenario's own group variables come first; those given here win.
-    assert hosts.scenario_group_vars()["backends"], "the shared Molecule config sets backend variables"
-    assert app2 == {**hosts.scenario_group_vars()["backends"],
+    scenario = hosts.scenario_group_vars()
+    assert scenario["all"] and scenario["loadbalancers"], "the shared Molecule config sets group variables"
+    assert app2 == {**scenario["all"], **scenario.get("backends", {}),
                     "ansible_host": "molecule-s-app2", "ansible_connection": "community.docker.docker",
                     "ansible_user": "root", "nginx_lb_backend_weight": 3, "flask_app_port": 8081,
                     "nginx_lb_backend_down": "{{ inventory_hostname == 'app1' }}"}
