@@ -11,7 +11,9 @@ rollback goes back to version 1.
 """
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,8 @@ testinfra_hosts = []
 SERVICE = "greeter"
 BACKENDS = ["app1", "app2"]
 SOURCE = f"{PROJECT}/tests/apps/greeter"
-SIGNING_KEY = "greeter-test-signing-key-0123456789"
+# Made at test time by the scenario's inventory (a password lookup), read where it keeps it.
+SIGNING_KEY = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "greeter-signing-key").read_text().strip()
 HOOK_LOG = "/var/tmp/greeter-hooks.log"
 state = {}
 
