@@ -73,14 +73,14 @@ options:
 EXAMPLES = r"""
 - name: Take app1 out of rotation
   nginx_lb_rotation:
-    site: hello-service
+    site: orders
     state: drained
     backends: [app1]
     batch: [app1, app2]
 
 - name: Read the rotation
   nginx_lb_rotation:
-    site: hello-service
+    site: orders
   register: rotation
 """
 
