@@ -2,14 +2,15 @@
 
 import pytest
 
-from flask_app_inputs import FilterModule, environment_errors, service_name_errors, wsgi_target_errors
+from flask_app_inputs import FilterModule, environment_errors, service_name_errors, url_host, wsgi_target_errors
 
 RESERVED = ["GUNICORN_"]
 
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
-        "flask_app_environment_errors", "flask_app_wsgi_target_errors", "flask_app_service_name_errors"}
+        "flask_app_environment_errors", "flask_app_wsgi_target_errors", "flask_app_service_name_errors",
+        "flask_app_url_host"}
 
 
 def test_plain_settings_pass():
@@ -89,3 +90,11 @@ def test_service_names_pass(name):
 def test_service_names_of_another_shape_are_refused(name):
     [error] = service_name_errors(name)
     assert error.startswith("flask_app_name must be") and repr(name) in error
+
+
+@pytest.mark.parametrize("address, wanted", [
+    ("0.0.0.0", "0.0.0.0"), ("10.0.0.5", "10.0.0.5"), ("::", "[::]"), ("[::]", "[::]"),
+    ("fd00::5", "[fd00::5]"), ("[fd00::5]", "[fd00::5]"), ("::ffff:10.0.0.5", "[::ffff:10.0.0.5]"),
+])
+def test_ipv6_addresses_are_bracketed_once_for_gunicorn_and_urls(address, wanted):
+    assert url_host(address) == wanted

@@ -1,9 +1,11 @@
 # -*- coding: utf-8 -*-
 """Shape checks of the app's inputs that land in its settings file and unit.
 
-Each filter returns the list of problems (empty: the input is fine), each
-naming the variable and the bad name or value, so that preflight can fail
-before anything on a host changes. A secret's value is never shown.
+Each *_errors filter returns the list of problems (empty: the input is fine),
+each naming the variable and the bad name or value, so that preflight can
+fail before anything on a host changes. A secret's value is never shown.
+flask_app_url_host writes a checked address the way Gunicorn's bind and a URL
+take it.
 """
 
 from __future__ import annotations
@@ -79,10 +81,19 @@ def service_name_errors(name, variable="flask_app_name"):
             % (variable, name)]
 
 
+def url_host(address):
+    """ADDRESS (an IP address, IPv6 with or without brackets) as host:port forms take it: IPv6 in brackets."""
+    address = str(address)
+    if ":" in address and not address.startswith("["):
+        return "[%s]" % address
+    return address
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "flask_app_environment_errors": environment_errors,
             "flask_app_wsgi_target_errors": wsgi_target_errors,
             "flask_app_service_name_errors": service_name_errors,
+            "flask_app_url_host": url_host,
         }
