@@ -1,8 +1,9 @@
-"""The shape checks of the app's environment, secrets, WSGI target and name."""
+"""The shape checks of the app's environment, secrets, WSGI target, name, account, prefix and address families."""
 
 import pytest
 
-from flask_app_inputs import FilterModule, environment_errors, service_name_errors, url_host, wsgi_target_errors
+from flask_app_inputs import (FilterModule, account_name_errors, address_families_errors, environment_errors,
+                              prefix_errors, service_name_errors, url_host, wsgi_target_errors)
 
 RESERVED = ["GUNICORN_"]
 
@@ -10,6 +11,7 @@ RESERVED = ["GUNICORN_"]
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "flask_app_environment_errors", "flask_app_wsgi_target_errors", "flask_app_service_name_errors",
+        "flask_app_account_name_errors", "flask_app_prefix_errors", "flask_app_address_families_errors",
         "flask_app_url_host"}
 
 
@@ -98,3 +100,61 @@ def test_service_names_of_another_shape_are_refused(name):
 ])
 def test_ipv6_addresses_are_bracketed_once_for_gunicorn_and_urls(address, wanted):
     assert url_host(address) == wanted
+
+
+@pytest.mark.parametrize("name", ["hello-service", "www-data", "_svc", "app_1", "a" * 31])
+def test_system_account_names_pass(name):
+    assert account_name_errors(name, "flask_app_user") == []
+
+
+@pytest.mark.parametrize("variable", ["flask_app_user", "flask_app_group"])
+@pytest.mark.parametrize("name", ["app\nUser=root", "app;x", "app{", "app#x", "my app", "app%n", "../app", "App",
+                                  "1app", "-app", "", "a" * 32, None])
+def test_account_names_of_another_shape_are_refused(variable, name):
+    [error] = account_name_errors(name, variable)
+    assert error.startswith(f"{variable} must be a system account name") and error.endswith(f"got {name!r}")
+
+
+@pytest.mark.parametrize("variable", ["flask_app_user", "flask_app_group"])
+def test_root_is_refused_as_the_service_account(variable):
+    assert account_name_errors("root", variable) == [
+        f"{variable} must not be root: the service runs unprivileged, as an account the deploy locks (no password, "
+        "no login shell), got 'root'"]
+
+
+@pytest.mark.parametrize("prefix", ["/opt/hello-service", "/srv/app", "/opt/my_app+2/v1.0", "/opt/.hidden", "/x"])
+def test_prefixes_pass(prefix):
+    assert prefix_errors(prefix) == []
+
+
+@pytest.mark.parametrize("prefix", ["/opt/app\nExecStartPre=/bin/sh", "/opt/my app", "/opt/app%n", "/opt/app;x",
+                                    "/opt/app{", "/opt/app#x", "/opt/../etc", "/opt/app/..", "/opt/./app", "/opt//app",
+                                    "/opt/app/", "opt/app", "~/app", "/opt/$HOME", "/opt/a\\b", "/opt/'a'", "", None])
+def test_prefixes_of_another_shape_are_refused(prefix):
+    [error] = prefix_errors(prefix)
+    assert error.startswith("flask_app_prefix must be an absolute path of letters, digits and '_.+-'")
+    assert error.endswith(f"got {prefix!r}")
+
+
+@pytest.mark.parametrize("prefix", ["/", "/usr", "/etc", "/var", "/opt", "/home"])
+def test_a_system_directory_is_refused_as_the_prefix(prefix):
+    [error] = prefix_errors(prefix)
+    assert error.startswith("flask_app_prefix must be a directory dedicated to the service")
+    assert error.endswith(f"got {prefix!r}")
+
+
+@pytest.mark.parametrize("families", [["AF_INET", "AF_INET6", "AF_UNIX"], ["AF_UNIX"], ["AF_LOCAL", "AF_NETLINK"]])
+def test_address_families_with_a_unix_socket_pass(families):
+    assert address_families_errors(families) == []
+
+
+def test_no_address_family_is_refused_since_systemd_would_allow_every_one():
+    assert address_families_errors([]) == [
+        "flask_app_restrict_address_families must not be empty: an empty RestrictAddressFamilies= lifts the "
+        "restriction, got []"]
+
+
+def test_address_families_without_a_unix_socket_are_refused():
+    [error] = address_families_errors(["AF_INET", "AF_INET6"])
+    assert error.startswith("flask_app_restrict_address_families must hold AF_UNIX")
+    assert error.endswith("got ['AF_INET', 'AF_INET6']")

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Shape checks of the app's inputs that land in its settings file and unit.
+"""Shape checks of the app's inputs that land in its settings file, unit and accounts.
 
 Each *_errors filter returns the list of problems (empty: the input is fine),
 each naming the variable and the bad name or value, so that preflight can
@@ -26,6 +26,20 @@ WSGI_TARGET = re.compile(r"%s(\.%s)*(:%s(\(\))?)?\Z" % (_IDENTIFIER, _IDENTIFIER
 SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}\Z")
 # Values of these types are written as their text.
 SCALARS = (str, int, float, bool)
+# A system user or group name as Debian's adduser takes it and systemd's
+# User= and Group= read it (at most 31 characters, utmp's limit).
+ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,30}\Z")
+# An absolute path that systemd reads as it is in WorkingDirectory=, ExecStart=
+# and EnvironmentFile=: parts of letters, digits and '_.+-' (no space or quote,
+# which break words; no '%', a specifier; no '$' or backslash, expansions and
+# escapes; no line break, a new directive), no '.', '..' or empty part.
+SAFE_PATH = re.compile(r"(/(?!\.\.?(/|\Z))[A-Za-z0-9_.+-]+)+\Z")
+# The deploy sets the prefix's owner and mode and keeps releases/ in it: it
+# must be the service's own directory, not one the system shares.
+SYSTEM_DIRECTORIES = frozenset(("/", "/usr", "/etc", "/var", "/opt", "/home"))
+# Gunicorn tells systemd it is ready (Type=notify) over a Unix socket: the
+# family under any of its names.
+UNIX_FAMILIES = ("AF_UNIX", "AF_LOCAL", "AF_FILE")
 
 
 def environment_errors(mapping, variable, reserved_prefixes=(), reserved_names=(), taken=None, secret=False):
@@ -81,6 +95,39 @@ def service_name_errors(name, variable="flask_app_name"):
             % (variable, name)]
 
 
+def account_name_errors(name, variable):
+    """Problems with the name of the system user or group the service runs as."""
+    if not isinstance(name, str) or not ACCOUNT_NAME.match(name):
+        return ["%s must be a system account name: 1 to 31 lowercase letters, digits, '_' and '-', starting with a "
+                "letter or '_', got %r" % (variable, name)]
+    if name == "root":
+        return ["%s must not be root: the service runs unprivileged, as an account the deploy locks (no password, "
+                "no login shell), got %r" % (variable, name)]
+    return []
+
+
+def prefix_errors(prefix, variable="flask_app_prefix"):
+    """Problems with the installation root, which lands on several lines of the unit."""
+    if isinstance(prefix, str) and prefix in SYSTEM_DIRECTORIES:
+        return ["%s must be a directory dedicated to the service, not %s, got %r"
+                % (variable, ", ".join(sorted(SYSTEM_DIRECTORIES)), prefix)]
+    if not isinstance(prefix, str) or not SAFE_PATH.match(prefix):
+        return ["%s must be an absolute path of letters, digits and '_.+-', with no '.', '..' or empty part and "
+                "no trailing '/', got %r" % (variable, prefix)]
+    return []
+
+
+def address_families_errors(families, variable="flask_app_restrict_address_families"):
+    """Problems with the families the unit lets the service use (argument_specs checks each name)."""
+    if not families:
+        return ["%s must not be empty: an empty RestrictAddressFamilies= lifts the restriction, got %r"
+                % (variable, families)]
+    if not any(family in UNIX_FAMILIES for family in families):
+        return ["%s must hold AF_UNIX: Gunicorn tells systemd it is ready over a Unix socket, got %r"
+                % (variable, families)]
+    return []
+
+
 def url_host(address):
     """ADDRESS (an IP address, IPv6 with or without brackets) as host:port forms take it: IPv6 in brackets."""
     address = str(address)
@@ -95,5 +142,8 @@ class FilterModule(object):
             "flask_app_environment_errors": environment_errors,
             "flask_app_wsgi_target_errors": wsgi_target_errors,
             "flask_app_service_name_errors": service_name_errors,
+            "flask_app_account_name_errors": account_name_errors,
+            "flask_app_prefix_errors": prefix_errors,
+            "flask_app_address_families_errors": address_families_errors,
             "flask_app_url_host": url_host,
         }
