@@ -127,8 +127,8 @@ import re
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.nginx_lb_site_name import SITE_NAME_SHAPE, is_site_name
 
-SITE_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 # What the nginx_lb_upstream_peers filter makes: a host name or IPv4 address, or an IPv6 one in brackets.
 ENDPOINT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}\Z")
 PEER_OPTIONS = {
@@ -178,8 +178,8 @@ class Refused(Exception):
 
 def check_request(params):
     """Refuse, before anything is read or locked, what no state could make right."""
-    if not SITE_NAME.match(params["site"]):
-        raise Refused(f"site must be a file name (letters, digits, '.', '_', '-'), got {params['site']!r}")
+    if not is_site_name(params["site"]):
+        raise Refused(f"site must be {SITE_NAME_SHAPE}, got {params['site']!r}")
     if params["state"] == "rendered":
         if params["peers"] is None:
             raise Refused("state=rendered needs peers (the nginx_lb_upstream_peers filter's list)")
