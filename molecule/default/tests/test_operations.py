@@ -316,6 +316,25 @@ BAD_INPUTS = {
                                         'brackets; 0.0.0.0 or :: for every address), got "localhost"'),
     "two backends on one address:port": ({"backends": {"nginx_lb_backend_address": "shared.internal"}}, [],
                                          "shared.internal:8080 is used by app1 and app2"),
+    "root as the service's account": ({}, ["-e", "flask_app_user=root"],
+                                      "flask_app_user must not be root: the service runs unprivileged, as an account "
+                                      "the deploy locks (no password, no login shell), got 'root'"),
+    "a prefix with a space": ({}, ["-e", "flask_app_prefix='/opt/hello service'"],
+                              "flask_app_prefix must be an absolute path of letters, digits and '_.+-', with no '.', "
+                              "'..' or empty part and no trailing '/', got '/opt/hello service'"),
+    # argument_specs' message: "value of flask_app_restrict_address_families must be one or more of: <every
+    # family systemd knows>. Got no match for: AF_BOGUS".
+    "an address family systemd does not know": (
+        {}, ["-e", '{"flask_app_restrict_address_families": ["AF_INET", "AF_UNIX", "AF_BOGUS"]}'],
+        "Got no match for: AF_BOGUS"),
+    "a server name and a body size that add a directive": (
+        {}, ["-e", "nginx_lb_server_name='_; return 200'", "-e", "nginx_lb_client_max_body_size='1m; return 200'"],
+        'nginx_lb_server_name must be host names separated by spaces, each like example.com, *.example.com, '
+        '.example.com or www.example.*, or _, got "_; return 200"; nginx_lb_client_max_body_size must be a size as '
+        'nginx reads it: digits, then optionally k, m or g (e.g. 1m, or 0 for no limit), got "1m; return 200"'),
+    "a site name that is a path": ({}, ["-e", "nginx_lb_site_name=hello/service"],
+                                   "nginx_lb_site_name must be a file name: letters, digits, '.', '_' and '-', not "
+                                   "starting with '.' or '-', got \"hello/service\""),
 }
 
 
@@ -352,7 +371,9 @@ def test_config_nginx_rejects_leaves_the_running_one(hosts_file, lb_url):
     lb = inventory().get_host("lb1")
     site = "/etc/nginx/conf.d/hello-service.conf"
     before = lb.file(site).sha256sum
-    returncode, output, _ = run_playbook("site.yml", hosts_file, "-e", "nginx_lb_client_max_body_size=1x",
+    # A size of the shape preflight lets through, above the largest file offset nginx
+    # can hold (2^63 - 1 bytes): only nginx -t refuses it.
+    returncode, output, _ = run_playbook("site.yml", hosts_file, "-e", "nginx_lb_client_max_body_size=9000000000g",
                                          check=False)
     assert returncode != 0
     # nginx's own message, as Ansible prints it (quotes escaped).
