@@ -90,3 +90,23 @@ def test_a_unit_systemd_cannot_tell_of_is_inactive(host, systemctl):
     host["systemctl"] = systemctl
     result = run()
     assert (result["service_active"], result["service_enabled"]) == ("inactive", "")
+
+
+def test_files_report_checksum_owner_group_and_mode_as_the_template_module_compares(host, tmp_path):
+    import grp
+    import hashlib
+    import os
+    import pwd
+
+    written = tmp_path / "site.conf"
+    written.write_text("server {}\n")
+    written.chmod(0o640)
+    (tmp_path / "a-directory").mkdir()
+    paths = [str(written), str(tmp_path / "missing.conf"), str(tmp_path / "a-directory")]
+    files = run(files=paths)["files"]
+    assert files == {
+        str(written): {"checksum": hashlib.sha1(b"server {}\n").hexdigest(), "owner": pwd.getpwuid(os.getuid()).pw_name,
+                       "group": grp.getgrgid(os.getgid()).gr_name, "mode": "0640"},
+        str(tmp_path / "missing.conf"): {},
+        str(tmp_path / "a-directory"): {},
+    }

@@ -131,6 +131,12 @@ def test_a_rerun_repairs_drifts_and_a_missing_staged_unit_without_a_restart(host
     # app1 as a backend deployed before units were staged: the live unit is current, its staged copy
     # missing. app2 with every drift of DRIFTS. Neither may be restarted: what runs is what is wanted.
     app1, app2 = (inventory().get_host(name) for name in BACKENDS)
+    lb = inventory().get_host("lb1")
+    site = f"/etc/nginx/conf.d/{SERVICE}.conf"
+    wanted_site = lb.file(site).content_string
+    # The load balancer skips the files it has as wanted: an edited site must still be put back.
+    lb.run_expect([0], f"echo '# edited' >> {site}")
+    assert lb.file(site).content_string != wanted_site
     app1.run_expect([0], f"rm {STAGED_UNIT}")
     for drift, (command, repaired) in DRIFTS.items():
         app2.run_expect([0], command)
@@ -149,6 +155,7 @@ def test_a_rerun_repairs_drifts_and_a_missing_staged_unit_without_a_restart(host
     assert app1.file(STAGED_UNIT).content_string == app1.file(f"/etc/systemd/system/{SERVICE}.service").content_string
     for drift, (_, repaired) in DRIFTS.items():
         assert repaired(app2), f"not repaired: {drift}"
+    assert recap["lb1"]["changed"] > 0 and lb.file(site).content_string == wanted_site, output[-4000:]
     assert {name: gunicorn_pids(name)[0] for name in BACKENDS} == masters, "a backend was restarted"
 
 

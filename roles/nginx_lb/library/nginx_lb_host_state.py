@@ -11,11 +11,13 @@ short_description: Report a load balancer's missing packages, kernel settings, f
 description:
   - Reads, without changing anything, which of I(packages) dpkg does not list
     as installed, whether each kernel setting in I(sysctl) exists under
-    C(/proc/sys) and may be written there, which of I(paths) exist, and the
-    I(service) unit's ActiveState and UnitFileState.
-  - One module run instead of an apt, a stat per setting, a file and a systemd
-    task. On a re-run that changes nothing, those round trips are most of the
-    time the load balancer's play takes.
+    C(/proc/sys) and may be written there, which of I(paths) exist, the
+    checksum, owner, group and mode of each of I(files), and the I(service)
+    unit's ActiveState and UnitFileState.
+  - One module run instead of an apt, a stat per setting, a file, a systemd
+    task and the template and copy tasks whose files are already as wanted.
+    On a re-run that changes nothing, those round trips are most of the time
+    the load balancer's play takes.
 options:
   packages:
     description: Debian packages the role installs; those not installed are returned in RV(missing_packages).
@@ -29,6 +31,11 @@ options:
     default: []
   paths:
     description: Files whose presence the role decides on; those that exist are returned in RV(existing_paths).
+    type: list
+    elements: path
+    default: []
+  files:
+    description: Files the role writes; their state is returned in RV(files).
     type: list
     elements: path
     default: []
@@ -52,6 +59,13 @@ existing_paths:
   description: The requested paths that exist, in the order requested.
   type: list
   elements: str
+  returned: always
+files:
+  description: >-
+    Per path of I(files): C(checksum) (SHA-1, as the template and copy modules compare), C(owner),
+    C(group) (names) and C(mode) (an octal string such as C("0644")); an empty dict for a path that is
+    not a regular file.
+  type: dict
   returned: always
 service_active:
   description: The unit's ActiveState (active, inactive, failed...); inactive when systemd does not know it.
@@ -82,6 +96,14 @@ def installed_packages(module, packages):
     return {line[3:].split(":")[0] for line in out.splitlines() if line.startswith("ii ")}
 
 
+def file_state(module, path):
+    """What a template or copy task compares: content checksum, owner, group and mode; {} if no regular file."""
+    if not os.path.isfile(path):
+        return {}
+    info = module.add_path_info({"path": path})
+    return {"checksum": module.sha1(path), "owner": info["owner"], "group": info["group"], "mode": info["mode"]}
+
+
 def unit_state(module, service):
     systemctl = module.get_bin_path("systemctl")
     if systemctl is None:
@@ -97,6 +119,7 @@ def main():
             "packages": {"type": "list", "elements": "str", "default": []},
             "sysctl": {"type": "list", "elements": "str", "default": []},
             "paths": {"type": "list", "elements": "path", "default": []},
+            "files": {"type": "list", "elements": "path", "default": []},
             "service": {"type": "str", "required": True},
         },
         supports_check_mode=True,
@@ -112,6 +135,7 @@ def main():
         missing_packages=[package for package in module.params["packages"] if package not in installed],
         sysctl=sysctl,
         existing_paths=[path for path in module.params["paths"] if os.path.lexists(path)],
+        files={path: file_state(module, path) for path in module.params["files"]},
         service_active=active,
         service_enabled=enabled,
     )
