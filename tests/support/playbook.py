@@ -188,16 +188,34 @@ def run(playbook: str | os.PathLike, inventory: str | os.PathLike, *args: str, e
 
 # The tests run the project's playbooks as a user does from the project root.
 # Under Molecule the environment points at Molecule's own ansible.cfg, roles and
-# fact cache: these settings put the project's back. Facts are not cached, so
-# every run reads the inventory and the hosts afresh; output has no colour codes.
+# fact cache: these settings put the project's back, with the fact cache that
+# ansible.cfg turns on. It is kept apart per scenario (its ephemeral directory),
+# since scenarios run side by side with hosts of the same names that differ
+# (the rolling scenario's see one CPU); output has no colour codes.
 USER_ENV = {"ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(PROJECT_ROOT / "roles"),
-            "ANSIBLE_CACHE_PLUGIN": "memory", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+            "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+
+
+def user_env() -> dict:
+    """USER_ENV, with the fact cache of this scenario (or of this test process, outside Molecule)."""
+    home = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") or _process_cache_dir()
+    return {**USER_ENV, "ANSIBLE_CACHE_PLUGIN": "jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(Path(home) / "facts")}
+
+
+def _process_cache_dir() -> str:
+    global _cache_dir
+    if _cache_dir is None:
+        _cache_dir = tempfile.mkdtemp(prefix="playbook-facts-")
+    return _cache_dir
+
+
+_cache_dir = None
 _runs = itertools.count(1)
 
 
 def ansible_command(tool: str, *args: str) -> tuple[list[str], dict, Path]:
     """An Ansible CLI tool of this venv with the project's ansible.cfg, as a user runs it: (argv, env, cwd)."""
-    return [str(Path(sys.executable).parent / tool), *args], {**os.environ, **USER_ENV}, PROJECT_ROOT
+    return [str(Path(sys.executable).parent / tool), *args], {**os.environ, **user_env()}, PROJECT_ROOT
 
 
 def run_playbook(playbook, inventory_path, *args, check=True):
@@ -208,7 +226,7 @@ def run_playbook(playbook, inventory_path, *args, check=True):
     """
     scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "tests")
     log = PROJECT_ROOT / ".logs" / "playbooks" / scenario / f"{os.getpid()}-{next(_runs):03d}-{Path(playbook).stem}.log"
-    result = run(PROJECT_ROOT / playbook, inventory_path, *args, env=USER_ENV, log=log)
+    result = run(PROJECT_ROOT / playbook, inventory_path, *args, env=user_env(), log=log)
     if check:
         assert result.returncode == 0, f"{result.output[-6000:]}\nfull log: {log}"
     return result.returncode, result.output, result.stats

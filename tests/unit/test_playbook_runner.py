@@ -123,3 +123,13 @@ def test_command_line_writes_the_stats_as_json(project, capsys, monkeypatch):
     assert stats["changed_tasks"] == [["web1", "Change something everywhere"]]
     assert "web1: ok=4 changed=1 failed=0" in capsys.readouterr().out
     assert (project / "cli.log").exists()
+
+
+def test_facts_are_cached_per_scenario_as_ansible_cfg_caches_them(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOLECULE_EPHEMERAL_DIRECTORY", str(tmp_path))
+    env = playbook.user_env()
+    assert env["ANSIBLE_CONFIG"].endswith("/ansible.cfg")
+    assert (env["ANSIBLE_CACHE_PLUGIN"], env["ANSIBLE_CACHE_PLUGIN_CONNECTION"]) == ("jsonfile", str(tmp_path / "facts"))
+    monkeypatch.delenv("MOLECULE_EPHEMERAL_DIRECTORY")
+    outside = playbook.user_env()["ANSIBLE_CACHE_PLUGIN_CONNECTION"]
+    assert outside != str(tmp_path / "facts") and outside == playbook.user_env()["ANSIBLE_CACHE_PLUGIN_CONNECTION"]
