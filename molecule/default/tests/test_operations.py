@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -431,16 +432,16 @@ def test_two_deploys_at_once_build_the_release_once(tmp_path):
     build_root = tmp_path / "releases"
     builds = [_build_release(build_root, platform, slow_python) for _ in range(2)]
     try:
-        outcomes = [_build_result(build)[0] for build in builds]
+        results = [_build_result(build) for build in builds]
     finally:
         for build in builds:
             if build.poll() is None:
                 build.kill()
-    assert sorted(outcomes) == ["CHANGED", "SUCCESS"]
+    assert sorted(outcome for outcome, _ in results) == ["CHANGED", "SUCCESS"]
     wheel_builds = [line for line in pip_calls.read_text().splitlines() if "pip wheel" in line]
     assert len(wheel_builds) == 1, pip_calls.read_text()
     key = "{python}-{arch}-glibc{glibc}".format(**platform)
-    (artifact,) = build_root.glob(f"*/{key}/release.tar.gz")
+    (artifact,) = {result["artifacts"][key] for _, result in results}
     with tarfile.open(artifact) as release:
         assert {"gunicorn.conf.py", "requirements.txt", "wheels"} <= set(release.getnames())
     assert not list(build_root.rglob("*.partial"))
@@ -457,14 +458,15 @@ def test_the_release_cache_keeps_the_releases_used_last(tmp_path):
     _, dry_run = _build_result(_build_release(build_root, platform, sys.executable, "--check", keep=3))
     assert not build_root.exists()  # a dry run writes nothing
     release_id = dry_run["release_id"]
-    artifact = build_root / release_id / key / "release.tar.gz"
+    artifact = pathlib.Path(dry_run["artifacts"][key])
+    artifact_name = artifact.name
     hour = 3600
 
     def cached(name, age, artifact=True):
         (build_root / name / key).mkdir(parents=True)
         if artifact:
-            (build_root / name / key / "release.tar.gz").write_bytes(b"")
-        (build_root / name / key / "release.tar.gz.lock").touch()
+            (build_root / name / key / artifact_name).write_bytes(b"")
+        (build_root / name / key / (artifact_name + ".lock")).touch()
         stamp = time.time() - age
         os.utime(build_root / name, (stamp, stamp))
         return name
@@ -484,7 +486,7 @@ def test_the_release_cache_keeps_the_releases_used_last(tmp_path):
     assert (outcome, result["pruned"]) == ("CHANGED", sorted(expected + [in_use]))
     assert len(list(build_root.iterdir())) == len(kept) - 1 + len(expected)
 
-    with open(build_root / in_use / key / "release.tar.gz.lock") as lock:
+    with open(build_root / in_use / key / (artifact_name + ".lock")) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         outcome, result = _build_result(_build_release(build_root, platform, sys.executable, keep=3))
     assert (outcome, result["pruned"]) == ("CHANGED", expected)

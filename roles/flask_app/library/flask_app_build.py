@@ -16,8 +16,10 @@ description:
     builds nothing.
   - For each target platform (Python version, CPU and glibc) builds one tarball holding
     the app's wheel, wheels of every pinned dependency for that platform,
-    the hashed requirements file and gunicorn.conf.py. Hosts install it with
-    pip --no-index, so they never need a package index.
+    the hashed requirements file, with the app's own wheel pinned by its hash
+    at the end, and gunicorn.conf.py. Hosts install it with one
+    pip --no-index --require-hashes run, so they never need a package index
+    and install no wheel that is not the one built.
   - A run that builds a release then keeps the O(keep) most recently used
     releases in O(build_root) and removes the others, except those used in
     the last 30 minutes or being built by another run. One run prunes at a
@@ -99,6 +101,10 @@ IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
 # Names of the files the artifact carries beside the wheels.
 REQUIREMENTS_NAME = "requirements.txt"
 GUNICORN_CONFIG_NAME = "gunicorn.conf.py"
+# The artifact's name in the cache says its format: this one's requirements.txt pins the app
+# too. An artifact the build made before that, cached under the same release id, is rebuilt
+# rather than installed without the app; pruning takes it for a failed build.
+ARTIFACT_NAME = "release-2.tar.gz"
 # How long a build waits for another build of the same release (pip downloads included).
 LOCK_TIMEOUT_SECONDS = 1800
 # What a release directory in the cache is called: the only names pruning removes.
@@ -173,6 +179,23 @@ def deterministic(tarinfo):
     return tarinfo
 
 
+def pin_app_wheel(requirements, wheels, output):
+    """Write `requirements` to `output` with a line pinning the one wheel in `wheels`, the app's, by its hash.
+
+    The wheel's file name gives the distribution and version as the build
+    backend wrote them (a dynamic version included).
+    """
+    (wheel,) = [name for name in os.listdir(wheels) if name.endswith(".whl")]
+    name, version = wheel.split("-")[:2]
+    with open(os.path.join(wheels, wheel), "rb") as handle:
+        digest = hashlib.sha256(handle.read()).hexdigest()
+    with open(requirements, encoding="utf-8") as handle:
+        pins = handle.read()
+    with open(output, "w", encoding="utf-8") as handle:
+        handle.write(pins if pins.endswith("\n") or not pins else pins + "\n")
+        handle.write("# The app, built from the release's source.\n%s==%s --hash=sha256:%s\n" % (name, version, digest))
+
+
 def build_platform(module, source_dir, extra_files, pip_python, platform, destination):
     python = str(platform["python"])
     abi = "cp" + python.replace(".", "")
@@ -185,6 +208,8 @@ def build_platform(module, source_dir, extra_files, pip_python, platform, destin
         env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
         module.run_command([pip_python, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheels, source_dir],
                            check_rc=True, environ_update=env)
+        # Pinned while the app's is the only wheel there; hosts install all of them with one pip run.
+        pin_app_wheel(extra_files[REQUIREMENTS_NAME], wheels, os.path.join(workdir, REQUIREMENTS_NAME))
         command = [pip_python, "-m", "pip", "download", "--only-binary=:all:", "--require-hashes",
                    "--python-version", python, "--implementation", "cp", "--abi", abi, "--abi", "abi3",
                    "--abi", "none", "--dest", wheels, "--requirement", extra_files[REQUIREMENTS_NAME]]
@@ -192,9 +217,11 @@ def build_platform(module, source_dir, extra_files, pip_python, platform, destin
             command += ["--platform", tag]
         module.run_command(command, check_rc=True, environ_update=env)
         for name, path in extra_files.items():
-            shutil.copy2(path, os.path.join(workdir, name))
+            if name != REQUIREMENTS_NAME:
+                shutil.copy2(path, os.path.join(workdir, name))
         # A name of its own, so that nothing but a finished artifact ever has the final name.
-        descriptor, partial = tempfile.mkstemp(prefix="release.", suffix=".partial", dir=os.path.dirname(destination))
+        descriptor, partial = tempfile.mkstemp(prefix=ARTIFACT_NAME + ".", suffix=".partial",
+                                               dir=os.path.dirname(destination))
         try:
             with os.fdopen(descriptor, "wb") as output, tarfile.open(fileobj=output, mode="w:gz") as tar:
                 for name in sorted(os.listdir(workdir)):
@@ -235,7 +262,7 @@ def build_once(module, source_dir, extra_files, pip_python, platform, destinatio
             return False
         # Left by a build that was killed while it wrote; nothing else writes here while the lock is held.
         for name in os.listdir(directory):
-            if name.startswith("release.") and name.endswith(".partial"):
+            if name.startswith(ARTIFACT_NAME + ".") and name.endswith(".partial"):
                 os.unlink(os.path.join(directory, name))
         build_platform(module, source_dir, extra_files, pip_python, platform, destination)
         return True
@@ -255,7 +282,7 @@ def last_use(directory):
 
 
 def has_artifact(directory):
-    return any("release.tar.gz" in names for _, _, names in os.walk(directory))
+    return any(ARTIFACT_NAME in names for _, _, names in os.walk(directory))
 
 
 def remove_unless_in_use(directory, seen_use):
@@ -364,7 +391,7 @@ def main():
     artifacts, changed = {}, False
     for platform in module.params["platforms"]:
         key = platform_key(platform)
-        destination = os.path.join(release_dir, key, "release.tar.gz")
+        destination = os.path.join(release_dir, key, ARTIFACT_NAME)
         artifacts[key] = destination
         if os.path.isfile(destination):
             continue
