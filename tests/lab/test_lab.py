@@ -87,28 +87,29 @@ def test_load_balancer_container_runs_with_the_roles_kernel_settings(clean_lab):
     assert sysctl_value("net.ipv4.tcp_tw_reuse", "hello-lab-app1") == default
 
 
-def backends_serving(count=30):
-    served = set()
-    for _ in range(count):
-        with urllib.request.urlopen(URL, timeout=10) as answer:
-            served.add(answer.headers["X-Upstream-Addr"])
-    return served
+def lab_containers(inventory):
+    """The containers step of `make up` alone: playbooks/lab.yml on INVENTORY."""
+    result = subprocess.run([os.path.join(PROJECT, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+                             "playbooks/lab.yml"], cwd=PROJECT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
-def test_adding_and_removing_a_host_in_the_inventory_scales_the_lab(clean_lab, tmp_path):
+def test_the_lab_s_containers_follow_the_inventory(clean_lab, tmp_path):
+    # `make up` brings the containers in line with the inventory before site.yml deploys them; that
+    # site.yml then puts a new backend in rotation and takes a removed one out is the anyapp scenario's
+    # scaling test.
     inventory = tmp_path / "local"
     shutil.copytree(os.path.join(PROJECT, "inventories", "local"), inventory)
     hosts = inventory / "hosts.yml"
     document = inventories.read(hosts)
     document["all"]["children"]["backends"]["hosts"]["app3"] = None
     inventories.write(hosts, document)
-    make("up", f"INVENTORY={inventory}")
+    lab_containers(inventory)
     assert "hello-lab-app3" in docker_lines("ps", "--format", "{{.Names}}")
-    assert len(backends_serving()) == 3
-    # The repository's inventory has no app3: its container goes, and so does its upstream line.
-    make("up")
+    # The repository's inventory has no app3: its container goes.
+    lab_containers(os.path.join(PROJECT, "inventories", "local"))
     assert "hello-lab-app3" not in docker_lines("ps", "-a", "--format", "{{.Names}}")
-    assert len(backends_serving()) == 2
+    assert {"hello-lab-lb1", "hello-lab-app1", "hello-lab-app2"} <= set(docker_lines("ps", "--format", "{{.Names}}"))
 
 
 def test_down_leaves_nothing(clean_lab):

@@ -118,7 +118,9 @@ def rotation(lb, **arguments):
         "ansible", lb, "-i", os.environ["MOLECULE_INVENTORY_FILE"],
         "-M", str(PROJECT_ROOT / "roles" / "nginx_lb" / "library"),
         "-m", "nginx_lb_rotation", "-a", json.dumps({"site": SERVICE, **arguments}))
-    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    # The role's module_utils, which a role's own tasks would find beside its library.
+    env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+               ANSIBLE_MODULE_UTILS=str(PROJECT_ROOT / "roles" / "nginx_lb" / "module_utils"))
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     # The json callback's document; the project's task timer prints a line of its own before it.
