@@ -83,11 +83,10 @@ def test_a_settings_change_is_a_reload_that_drops_nothing_and_one_worker_keeps_c
         for name in BACKENDS:
             assert gunicorn_pids(name)[0] == before[name][0], f"{name}: the master was restarted, not reloaded"
     finally:
-        # Whatever failed above, the next tests start from the inventory's settings.
+        # Whatever failed above, the next tests start from the inventory's settings (the next one shows
+        # that a dry run then finds nothing to change).
         if "GUNICORN_WORKERS=1\n" in inventory().get_host("app1").file(f"/etc/{SERVICE}/settings.env").content_string:
             run_playbook("site.yml", hosts_file)
-    _, _, recap = run_playbook("site.yml", hosts_file)
-    assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
 def test_check_diff_on_converged_hosts_changes_nothing(hosts_file):
