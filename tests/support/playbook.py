@@ -18,6 +18,7 @@ into ansible-runner's artifacts, so a run here caches facts where a user's does.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -202,14 +203,11 @@ def user_env() -> dict:
     return {**USER_ENV, "ANSIBLE_CACHE_PLUGIN": "jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(Path(home) / "facts")}
 
 
+@functools.cache
 def _process_cache_dir() -> str:
-    global _cache_dir
-    if _cache_dir is None:
-        _cache_dir = tempfile.mkdtemp(prefix="playbook-facts-")
-    return _cache_dir
+    return tempfile.mkdtemp(prefix="playbook-facts-")
 
 
-_cache_dir = None
 _runs = itertools.count(1)
 
 
