@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from tests.support import inventory as inventories
+from tests.support import playbook
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 URL = "http://127.0.0.1:8080/requestme"
@@ -85,6 +86,24 @@ def test_load_balancer_container_runs_with_the_roles_kernel_settings(clean_lab):
     default = sysctl_value("net.ipv4.tcp_tw_reuse")
     assert default != "1"
     assert sysctl_value("net.ipv4.tcp_tw_reuse", "hello-lab-app1") == default
+
+
+def test_a_rollout_in_the_lab_takes_each_backend_out_on_the_load_balancer(clean_lab, tmp_path):
+    # The drain is a task each backend's play delegates to lb1: it must run in lb1's container, with
+    # lb1's address, not in the backend's own (where it would find no site and do nothing).
+    source = tmp_path / "app"
+    shutil.copytree(os.path.join(PROJECT, "app"), source, ignore=shutil.ignore_patterns("tests", "__pycache__", ".*"))
+    with open(source / "src" / "hello_service" / "views.py", "a", encoding="utf-8") as views:
+        views.write("\n# A change that makes a new release.\n")
+    result = playbook.run("playbooks/rolling_update.yml", os.path.join(PROJECT, "inventories", "local"),
+                          "-e", f"flask_app_source_dir={source}", env=playbook.user_env(), check=True)
+    drains = {}
+    for event in result.events:
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_ok" and data.get("task") == "Mark the backend on each load balancer as down":
+            for item in data["res"]["results"]:
+                drains[data["host"]] = (item["item"], item["drained"], item.get("reloaded"))
+    assert drains == {"app1": ("lb1", ["app1"], True), "app2": ("lb1", ["app2"], True)}, drains
 
 
 def lab_containers(inventory):
