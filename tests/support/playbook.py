@@ -1,8 +1,9 @@
 """Run ansible-playbook and read what happened from Ansible's own events.
 
-The one way the tests, the lab scripts and the benchmark run a playbook. It
-goes through ansible-runner, whose callback records every task result and the
-final stats as structured events, so nobody has to read the PLAY RECAP text:
+The one way the tests, the lab scripts and the benchmark run a playbook. A
+callback of this package (callback_plugins/playbook_events.py) records every
+task result and the final stats as JSON events, so nobody has to read the
+PLAY RECAP text:
 
     result = run("site.yml", "inventories/local/hosts.yml", "--check", log=".logs/deploy.log")
     result.stats["app1"]["changed"]      # per host: ok, changed, failed, unreachable, skipped, rescued, ignored
@@ -11,8 +12,8 @@ final stats as structured events, so nobody has to read the PLAY RECAP text:
     result.output                        # the human-readable log, also written to LOG
 
 Ansible's configuration is the project's (ansible.cfg, or ANSIBLE_* in ENV),
-with the stdout callback left to ansible.cfg; the fact cache is not redirected
-into ansible-runner's artifacts, so a run here caches facts where a user's does.
+with the stdout callback left to ansible.cfg; the callback needs no enabling,
+so callbacks_enabled stays the user's too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Where the playbook_events callback is, which writes the events a run is read from.
+CALLBACK_PLUGINS = Path(__file__).resolve().parent / "callback_plugins"
 
-# The counts of Ansible's PLAY RECAP, as ansible-runner's stats event names them.
+# The counts of Ansible's PLAY RECAP, as Ansible's stats name them (the callback writes them so).
 STAT_NAMES = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
               "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
 # Per-host results of a task (a loop's items come with the task's own result too).
@@ -153,28 +158,26 @@ def run(playbook: str | os.PathLike, inventory: str | os.PathLike, *args: str, e
     LOG when given (its directory is made), and stays in the result either way.
     A run that outlives TIMEOUT seconds is stopped and reported as failed.
     """
-    # ansible-runner is only needed where playbooks run, not where this module is imported for its names.
-    import ansible_runner
-
     argv = [ansible_playbook(), "-i", str(inventory), *map(str, args), str(playbook)]
-    private_dir = tempfile.mkdtemp(prefix="playbook-run-")
-    started = time.monotonic()
-    try:
-        runner = ansible_runner.run(
-            private_data_dir=private_dir, project_dir=str(cwd), binary=argv[0], cmdline=shlex.join(argv[1:]),
-            envvars={"ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
-            # Facts are cached where ansible.cfg (or ENV) says, as for a user's run.
-            fact_cache_type="none", quiet=True, timeout=timeout,
-            suppress_env_files=True,
-        )
+    with tempfile.TemporaryDirectory(prefix="playbook-run-") as private_dir:
+        events_file = Path(private_dir) / "events.jsonl"
+        run_env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {}),
+                   "PLAYBOOK_EVENTS_FILE": str(events_file),
+                   "ANSIBLE_CALLBACK_PLUGINS": os.pathsep.join(
+                       filter(None, [str(CALLBACK_PLUGINS), (env or os.environ).get("ANSIBLE_CALLBACK_PLUGINS")]))}
+        started = time.monotonic()
+        # A session of its own: a run stopped at its timeout is stopped with its forks.
+        process = subprocess.Popen(argv, cwd=cwd, env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            output, _ = process.communicate(timeout=timeout)
+            returncode = process.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            returncode = -1
         seconds = time.monotonic() - started
-        # ansible-runner runs the playbook on a terminal: stderr is in stdout, lines end in CRLF.
-        with runner.stdout as stdout:
-            output = stdout.read().replace("\r\n", "\n")
-        events = list(runner.events)
-        returncode = runner.rc if runner.status != "timeout" else -1
-    finally:
-        shutil.rmtree(private_dir, ignore_errors=True)
+        events = read_events(events_file)
     log_path = None
     if log is not None:
         log_path = Path(log)
@@ -185,6 +188,15 @@ def run(playbook: str | os.PathLike, inventory: str | os.PathLike, *args: str, e
     result = PlaybookResult(argv=argv, returncode=returncode, seconds=seconds, output=output, events=events,
                             log=log_path)
     return result.check() if check else result
+
+
+def read_events(path: Path) -> list[dict]:
+    """The events the playbook_events callback wrote; none if the run stopped before Ansible started."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            return [json.loads(line) for line in lines if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 # The tests run the project's playbooks as a user does from the project root.
