@@ -1,9 +1,12 @@
 """The shape checks of the app's environment, secrets, WSGI target, name, account, prefix and address families."""
 
+import json
+
 import pytest
 
 from flask_app_inputs import (FilterModule, account_name_errors, address_families_errors, environment_errors,
-                              prefix_errors, service_name_errors, url_host, wsgi_target_errors)
+                              forwarded_allow_ips_errors, input_errors, prefix_errors, service_name_errors, url_host,
+                              wsgi_target_errors)
 
 RESERVED = ["GUNICORN_"]
 
@@ -12,7 +15,7 @@ def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "flask_app_environment_errors", "flask_app_wsgi_target_errors", "flask_app_service_name_errors",
         "flask_app_account_name_errors", "flask_app_prefix_errors", "flask_app_address_families_errors",
-        "flask_app_url_host"}
+        "flask_app_forwarded_allow_ips_errors", "flask_app_input_errors", "flask_app_url_host"}
 
 
 def test_plain_settings_pass():
@@ -158,3 +161,100 @@ def test_address_families_without_a_unix_socket_are_refused():
     [error] = address_families_errors(["AF_INET", "AF_INET6"])
     assert error.startswith("flask_app_restrict_address_families must hold AF_UNIX")
     assert error.endswith("got ['AF_INET', 'AF_INET6']")
+
+
+# The role's defaults, with the demo app's names: every check passes.
+GOOD_INPUTS = {
+    "flask_app_port": 8080, "flask_app_bind_address": "0.0.0.0", "flask_app_workers": 0, "flask_app_threads": 0,
+    "flask_app_timeout": 30, "flask_app_graceful_timeout": 30, "flask_app_worker_class": "auto",
+    "flask_app_max_requests": 10000, "flask_app_releases_keep": 3, "flask_app_health_path": "/healthz",
+    "flask_app_name": "hello-service", "flask_app_wsgi_target": "hello_service.wsgi:app",
+    "flask_app_environment": {"HELLO_SERVICE_LOG_LEVEL": "INFO"}, "flask_app_secrets": {},
+    "flask_app_release_id_variable": "HELLO_SERVICE_RELEASE_ID", "flask_app_forwarded_allow_ips": "127.0.0.1,::1",
+    "flask_app_user": "hello-service", "flask_app_group": "hello-service", "flask_app_prefix": "/opt/hello-service",
+    "flask_app_restrict_address_families": ["AF_INET", "AF_INET6", "AF_UNIX"],
+}
+
+
+def errors_with(**changes):
+    return input_errors({**GOOD_INPUTS, **changes}, RESERVED)
+
+
+def test_the_defaults_pass():
+    assert errors_with() == []
+
+
+def test_numbers_given_as_text_pass():
+    # -e flask_app_port=8081 arrives as a string; argument_specs lets it through as an int.
+    assert errors_with(flask_app_port="8081", flask_app_workers="3", flask_app_releases_keep="5") == []
+
+
+@pytest.mark.parametrize("port", [0, 70000, "http", -1, True])
+def test_a_port_out_of_range_is_refused(port):
+    assert errors_with(flask_app_port=port) == [f"flask_app_port must be within 1-65535, got {port}"]
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "10.0.0.5", "::", "[::]", "fd00::5", "[fd00::5]"])
+def test_an_ip_address_binds(address):
+    assert errors_with(flask_app_bind_address=address) == []
+
+
+@pytest.mark.parametrize("address", ["localhost", "10.0.0.256", "10.0.0", "0.0.0.0 ", "10.0.0.5:8080", "", None])
+def test_a_bind_address_that_is_no_ip_address_is_refused(address):
+    [error] = errors_with(flask_app_bind_address=address)
+    assert error.startswith("flask_app_bind_address must be an IP address") and error.endswith(f"got {json.dumps(address)}")
+
+
+@pytest.mark.parametrize("changes", [{"flask_app_workers": -1}, {"flask_app_threads": -2}, {"flask_app_timeout": 0},
+                                     {"flask_app_graceful_timeout": 0}])
+def test_gunicorn_sizes_below_their_minimum_are_refused(changes):
+    [error] = errors_with(**changes)
+    assert error.startswith("flask_app_workers and flask_app_threads must be >= 0")
+    assert f"{next(iter(changes)).removeprefix('flask_app_')}={next(iter(changes.values()))}" in error
+
+
+def test_threads_with_sync_workers_are_refused():
+    assert errors_with(flask_app_worker_class="sync", flask_app_threads=1) == []
+    [error] = errors_with(flask_app_worker_class="sync", flask_app_threads=4)
+    assert error.startswith("flask_app_threads must be 0 or 1 with flask_app_worker_class sync") and error.endswith("4")
+
+
+def test_recycling_the_only_worker_is_refused():
+    assert errors_with(flask_app_workers=1, flask_app_max_requests=0) == []
+    [error] = errors_with(flask_app_workers=1)
+    assert error.startswith("flask_app_max_requests must be 0 with flask_app_workers 1")
+    assert "got flask_app_max_requests=10000" in error
+
+
+def test_fewer_than_two_releases_kept_is_refused():
+    assert errors_with(flask_app_releases_keep=1) == [
+        "flask_app_releases_keep must be >= 2 so that a rollback target always exists, got 1"]
+
+
+def test_a_relative_health_path_is_refused():
+    assert errors_with(flask_app_health_path="healthz") == ["flask_app_health_path must start with '/', got healthz"]
+
+
+@pytest.mark.parametrize("value", ["*", "10.0.0.5", "10.0.0.0/8,192.168.1.2", "::1", "fd00::/8, 10.0.0.1"])
+def test_trusted_addresses_and_networks_pass(value):
+    assert forwarded_allow_ips_errors(value) == []
+
+
+def test_a_host_name_among_the_trusted_proxies_is_refused():
+    assert forwarded_allow_ips_errors("10.0.0.5,lb1.internal,") == [
+        "flask_app_forwarded_allow_ips must list IP addresses or networks, comma separated, or *; got lb1.internal, "
+        "(an empty entry) in '10.0.0.5,lb1.internal,'"]
+
+
+def test_every_problem_is_reported_at_once():
+    errors = errors_with(flask_app_port=0, flask_app_user="root", flask_app_secrets={"GUNICORN_X": "hidden"},
+                         flask_app_environment={"A": "x\ny"})
+    assert [error.split(" ", 1)[0] for error in errors] == [
+        "flask_app_port", "flask_app_environment:", "flask_app_secrets:", "flask_app_user"]
+    assert "hidden" not in " ".join(errors)
+
+
+def test_a_secret_named_like_a_setting_or_the_release_id_is_refused():
+    errors = errors_with(flask_app_secrets={"HELLO_SERVICE_LOG_LEVEL": "s", "HELLO_SERVICE_RELEASE_ID": "s"})
+    assert errors == ["flask_app_secrets: HELLO_SERVICE_LOG_LEVEL is set in flask_app_environment already",
+                      "flask_app_secrets: HELLO_SERVICE_RELEASE_ID is set by the deploy (flask_app_release_id_variable)"]

@@ -7,7 +7,7 @@ from ansible.module_utils.nginx_lb_site_name import SITE_NAME_SHAPE
 
 import nginx_lb_rotation
 from nginx_lb_inputs import (FilterModule, access_log_errors, body_size_errors, group_name_errors, hash_key_errors,
-                             server_name_errors, site_name_errors)
+                             input_errors, peer_errors, server_name_errors, site_name_errors)
 
 # Values that would end nginx's directive, open or close a block, start a
 # comment or add a line, in a word of their own or inside one.
@@ -23,7 +23,8 @@ def refused(errors, variable, value):
 def test_the_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "nginx_lb_site_name_errors", "nginx_lb_server_name_errors", "nginx_lb_hash_key_errors",
-        "nginx_lb_access_log_errors", "nginx_lb_body_size_errors", "nginx_lb_group_name_errors"}
+        "nginx_lb_access_log_errors", "nginx_lb_body_size_errors", "nginx_lb_group_name_errors",
+        "nginx_lb_input_errors", "nginx_lb_peer_errors"}
 
 
 # 9000000000g is above what nginx can hold (2^63 - 1 bytes): the shape passes, nginx -t refuses it.
@@ -115,3 +116,78 @@ def test_preflight_and_the_rotation_module_refuse_the_same_site_names(name):
         assert _module_refusal(name) == f"site must be {SITE_NAME_SHAPE}, got {name!r}"
     else:
         assert _module_refusal(name) is None
+
+
+# The role's defaults: every check passes.
+GOOD_INPUTS = {
+    "nginx_lb_site_name": "hello-service", "nginx_lb_backend_group": "backends", "nginx_lb_server_name": "_",
+    "nginx_lb_hash_key": "$remote_addr", "nginx_lb_access_log": "/var/log/nginx/hello-service.access.log",
+    "nginx_lb_client_max_body_size": "1m", "nginx_lb_listen_port": 80, "nginx_lb_keepalive": 32,
+    "nginx_lb_connect_timeout": 2, "nginx_lb_read_timeout": 30, "nginx_lb_worker_connections": 4096,
+    "nginx_lb_sysctl": {"net.ipv4.tcp_tw_reuse": 1, "net.ipv4.ip_local_port_range": "1024 65535"},
+}
+
+
+def errors_with(backend_hosts=("app1",), **changes):
+    return input_errors({**GOOD_INPUTS, **changes}, list(backend_hosts))
+
+
+def test_the_defaults_pass():
+    assert errors_with() == []
+
+
+def test_numbers_given_as_text_pass():
+    assert errors_with(nginx_lb_listen_port="8080", nginx_lb_worker_connections="1024") == []
+
+
+def test_an_empty_backend_group_is_refused():
+    assert errors_with(backend_hosts=()) == [
+        "nginx_lb_backend_group=backends names no host in the inventory: the upstream would be empty. Add backends to "
+        "that group or point the variable at the right group."]
+
+
+@pytest.mark.parametrize("changes", [{"nginx_lb_listen_port": 0}, {"nginx_lb_listen_port": 65536},
+                                     {"nginx_lb_keepalive": -1}, {"nginx_lb_connect_timeout": 0},
+                                     {"nginx_lb_read_timeout": "soon"}])
+def test_ports_and_timeouts_out_of_range_are_refused(changes):
+    [error] = errors_with(**changes)
+    assert error.startswith("nginx_lb_listen_port must be within 1-65535, nginx_lb_keepalive >= 0 and the timeouts")
+    assert f"{next(iter(changes)).removeprefix('nginx_lb_')}={next(iter(changes.values()))}" in error
+
+
+@pytest.mark.parametrize("connections", [63, 262145, True])
+def test_worker_connections_out_of_range_are_refused(connections):
+    [error] = errors_with(nginx_lb_worker_connections=connections)
+    assert error.startswith("nginx_lb_worker_connections must be within 64-262144") and error.endswith(f"got {connections}")
+
+
+@pytest.mark.parametrize("sysctl", [{"tcp_tw_reuse": 1}, {"net.ipv4.tcp_tw_reuse": True},
+                                    {"net.ipv4.tcp_tw_reuse": "1\nkernel.panic=1"}, {"net.ipv4.x": "a=b"},
+                                    {"net.ipv4.x": "'1'"}, ["net.ipv4.tcp_tw_reuse"]])
+def test_kernel_settings_that_are_not_one_line_settings_are_refused(sysctl):
+    [error] = errors_with(nginx_lb_sysctl=sysctl)
+    assert error.startswith("nginx_lb_sysctl needs keys like net.ipv4.tcp_tw_reuse and one-line values")
+
+
+def test_every_problem_is_reported_at_once():
+    errors = errors_with(nginx_lb_server_name="_; return 200", nginx_lb_worker_connections=16, backend_hosts=())
+    assert [error.split(" ", 1)[0] for error in errors] == [
+        "nginx_lb_server_name", "nginx_lb_backend_group=backends", "nginx_lb_worker_connections"]
+
+
+def peer(host, down=False, backup=False):
+    return {"host": host, "down": down, "backup": backup}
+
+
+def test_backends_that_serve_pass():
+    assert peer_errors([peer("app1"), peer("app2", backup=True)], "least_conn", "backends") == []
+
+
+def test_backup_backends_with_a_hash_are_refused():
+    assert peer_errors([peer("app1"), peer("app2", backup=True), peer("app3", backup=True)], "ip_hash", "backends") == [
+        "nginx cannot combine backup servers with nginx_lb_balance_method=ip_hash; backups set on: app2, app3"]
+
+
+def test_backends_all_down_or_backup_are_refused():
+    assert peer_errors([peer("app1", down=True), peer("app2", backup=True)], "round_robin", "backends") == [
+        "every backend of backends is marked down or backup (app1, app2): nothing would serve"]

@@ -4,12 +4,15 @@
 Each *_errors filter returns the list of problems (empty: the input is fine),
 each naming the variable and the bad name or value, so that preflight can
 fail before anything on a host changes. A secret's value is never shown.
+flask_app_input_errors runs every check on the role's inputs at once: one
+task per host instead of one per check.
 flask_app_url_host writes a checked address the way Gunicorn's bind and a URL
 take it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 # A name that shells, systemd and gunicorn.conf.py all take as an environment variable.
@@ -40,6 +43,17 @@ SYSTEM_DIRECTORIES = frozenset(("/", "/usr", "/etc", "/var", "/opt", "/home"))
 # Gunicorn tells systemd it is ready (Type=notify) over a Unix socket: the
 # family under any of its names.
 UNIX_FAMILIES = ("AF_UNIX", "AF_LOCAL", "AF_FILE")
+# An address, not a name: the deploy compares it with the sockets the running
+# service listens on, and Gunicorn would bind a name to whatever it resolves
+# to. IPv6 has the shape nginx_lb checks backend addresses with.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV6 = r"[0-9A-Fa-f]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*"
+BIND_ADDRESS = re.compile(r"((%s\.){3}%s|\[%s\]|%s)\Z" % (_OCTET, _OCTET, _IPV6, _IPV6))
+# What Gunicorn's forwarded_allow_ips takes: *, IPv4 or IPv6 addresses and
+# networks. It refuses a host name only when the service starts, after the
+# release is installed.
+TRUSTED_ENTRY = re.compile(r"([*]|[0-9]{1,3}([.][0-9]{1,3}){3}(/[0-9]{1,2})?"
+                           r"|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/[0-9]{1,3})?)\Z")
 
 
 def environment_errors(mapping, variable, reserved_prefixes=(), reserved_names=(), taken=None, secret=False):
@@ -128,6 +142,93 @@ def address_families_errors(families, variable="flask_app_restrict_address_famil
     return []
 
 
+def whole_number(value):
+    """VALUE as a whole number (argument_specs lets "8080" through as an int), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def at_least(value, minimum, maximum=None):
+    number = whole_number(value)
+    return number is not None and number >= minimum and (maximum is None or number <= maximum)
+
+
+def gunicorn_errors(inputs):
+    """Problems with the port, the bind address and Gunicorn's sizing and recycling."""
+    errors = []
+    if not at_least(inputs["flask_app_port"], 1, 65535):
+        errors.append("flask_app_port must be within 1-65535, got %s" % inputs["flask_app_port"])
+    address = inputs["flask_app_bind_address"]
+    if not isinstance(address, str) or not BIND_ADDRESS.match(address):
+        errors.append("flask_app_bind_address must be an IP address (IPv4, or IPv6 with or without brackets; 0.0.0.0 "
+                      "or :: for every address), got %s" % json.dumps(address, default=str))
+    workers, threads = inputs["flask_app_workers"], inputs["flask_app_threads"]
+    timeout, graceful = inputs["flask_app_timeout"], inputs["flask_app_graceful_timeout"]
+    if not (at_least(workers, 0) and at_least(threads, 0) and at_least(timeout, 1) and at_least(graceful, 1)):
+        errors.append("flask_app_workers and flask_app_threads must be >= 0, flask_app_timeout and "
+                      "flask_app_graceful_timeout >= 1; got workers=%s, threads=%s, timeout=%s, graceful_timeout=%s"
+                      % (workers, threads, timeout, graceful))
+    if inputs["flask_app_worker_class"] == "sync" and not (whole_number(threads) or 0) <= 1:
+        errors.append("flask_app_threads must be 0 or 1 with flask_app_worker_class sync (Gunicorn would silently "
+                      "run gthread instead), got %s" % threads)
+    # Gunicorn forks a recycled worker's replacement only after it has exited.
+    if whole_number(workers) == 1 and whole_number(inputs["flask_app_max_requests"]) != 0:
+        errors.append("flask_app_max_requests must be 0 with flask_app_workers 1: Gunicorn forks a recycled "
+                      "worker's replacement only after it has exited, so the backend would answer nothing while the "
+                      "new worker starts; got flask_app_max_requests=%s. Set flask_app_max_requests to 0, or "
+                      "flask_app_workers to 2 or more" % inputs["flask_app_max_requests"])
+    return errors
+
+
+def forwarded_allow_ips_errors(value, variable="flask_app_forwarded_allow_ips"):
+    """Problems with the addresses Gunicorn trusts for X-Forwarded-Proto (comma separated)."""
+    untrusted = [entry.strip() for entry in str(value).split(",") if not TRUSTED_ENTRY.match(entry.strip())]
+    if not untrusted:
+        return []
+    return ["%s must list IP addresses or networks, comma separated, or *; got %s in '%s'"
+            % (variable, ", ".join(entry or "(an empty entry)" for entry in untrusted), value)]
+
+
+def input_errors(inputs, reserved_prefixes=()):
+    """Every problem with the role's inputs that argument_specs cannot express, in one list.
+
+    INPUTS maps each flask_app_* variable checked here to its value. Every
+    name and value of the environment and the secrets lands on a line of the
+    settings file: none may add a line, and none may set one of the role's
+    own Gunicorn settings (RESERVED_PREFIXES). The account, prefix and
+    address families land in the unit, where a line break would add a
+    directive.
+    """
+    errors = gunicorn_errors(inputs)
+    if not at_least(inputs["flask_app_releases_keep"], 2):
+        errors.append("flask_app_releases_keep must be >= 2 so that a rollback target always exists, got %s"
+                      % inputs["flask_app_releases_keep"])
+    if not str(inputs["flask_app_health_path"]).startswith("/"):
+        errors.append("flask_app_health_path must start with '/', got %s" % inputs["flask_app_health_path"])
+    errors += service_name_errors(inputs["flask_app_name"]) + wsgi_target_errors(inputs["flask_app_wsgi_target"])
+    release_id_variable = inputs["flask_app_release_id_variable"]
+    environment = inputs["flask_app_environment"]
+    errors += environment_errors(environment, "flask_app_environment", reserved_prefixes, [release_id_variable])
+    if release_id_variable:
+        errors += environment_errors({release_id_variable: ""}, "flask_app_release_id_variable", reserved_prefixes)
+    errors += environment_errors(inputs["flask_app_secrets"], "flask_app_secrets", reserved_prefixes,
+                                 [release_id_variable],
+                                 {"flask_app_environment": list(environment) if isinstance(environment, dict) else []},
+                                 secret=True)
+    errors += forwarded_allow_ips_errors(inputs["flask_app_forwarded_allow_ips"])
+    errors += account_name_errors(inputs["flask_app_user"], "flask_app_user")
+    errors += account_name_errors(inputs["flask_app_group"], "flask_app_group")
+    errors += prefix_errors(inputs["flask_app_prefix"])
+    errors += address_families_errors(inputs["flask_app_restrict_address_families"])
+    return errors
+
+
 def url_host(address):
     """ADDRESS (an IP address, IPv6 with or without brackets) as host:port forms take it: IPv6 in brackets."""
     address = str(address)
@@ -145,5 +246,7 @@ class FilterModule(object):
             "flask_app_account_name_errors": account_name_errors,
             "flask_app_prefix_errors": prefix_errors,
             "flask_app_address_families_errors": address_families_errors,
+            "flask_app_forwarded_allow_ips_errors": forwarded_allow_ips_errors,
+            "flask_app_input_errors": input_errors,
             "flask_app_url_host": url_host,
         }

@@ -5,7 +5,9 @@ Each *_errors filter returns the list of problems (empty: the input is fine),
 each naming the variable and the bad value, so that preflight fails before
 anything on a host changes. Every rule keeps a value to the words nginx reads
 in its directive: no ';', '{', '}', '#', quote or line break can end the
-directive, open a block or add another one.
+directive, open a block or add another one. nginx_lb_input_errors runs every
+check of the role's own inputs at once, and nginx_lb_peer_errors those of the
+upstream's backends: one task per host each, instead of one per check.
 """
 
 from __future__ import annotations
@@ -96,6 +98,64 @@ body_size_errors = _rule(
     "nginx_lb_client_max_body_size", "a size as nginx reads it: digits, then optionally k, m or g (e.g. 1m, or 0 for "
     "no limit)", _shaped(BODY_SIZE))
 
+# A kernel setting as sysctl.d takes it, and a value on one line of that file.
+SYSCTL_KEY = re.compile(r"[a-z0-9_]+(\.[a-z0-9_-]+)+\Z")
+SYSCTL_VALUE_BREAKING = re.compile("[\n='\"]")
+# The methods nginx can combine with backup servers.
+BACKUP_METHODS = ("round_robin", "least_conn")
+
+
+def _in_range(value, low, high=None):
+    """Whether VALUE, a whole number or its text ("8080" from -e), is within LOW and HIGH."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"-?[0-9]+", text):
+        return False
+    return int(text) >= low and (high is None or int(text) <= high)
+
+
+def input_errors(inputs, backend_hosts):
+    """Every problem with the role's inputs that argument_specs cannot express, in one list.
+
+    INPUTS maps each nginx_lb_* variable checked here to its value;
+    BACKEND_HOSTS are the hosts of nginx_lb_backend_group.
+    """
+    errors = (site_name_errors(inputs["nginx_lb_site_name"]) + group_name_errors(inputs["nginx_lb_backend_group"])
+              + server_name_errors(inputs["nginx_lb_server_name"]) + hash_key_errors(inputs["nginx_lb_hash_key"])
+              + access_log_errors(inputs["nginx_lb_access_log"])
+              + body_size_errors(inputs["nginx_lb_client_max_body_size"]))
+    if not backend_hosts:
+        errors.append("nginx_lb_backend_group=%s names no host in the inventory: the upstream would be empty. Add "
+                      "backends to that group or point the variable at the right group." % inputs["nginx_lb_backend_group"])
+    port, keepalive = inputs["nginx_lb_listen_port"], inputs["nginx_lb_keepalive"]
+    connect, read = inputs["nginx_lb_connect_timeout"], inputs["nginx_lb_read_timeout"]
+    if not (_in_range(port, 1, 65535) and _in_range(keepalive, 0) and _in_range(connect, 1) and _in_range(read, 1)):
+        errors.append("nginx_lb_listen_port must be within 1-65535, nginx_lb_keepalive >= 0 and the timeouts >= 1; got "
+                      "listen_port=%s, keepalive=%s, connect_timeout=%s, read_timeout=%s" % (port, keepalive, connect, read))
+    connections = inputs["nginx_lb_worker_connections"]
+    if not _in_range(connections, 64, 262144):
+        errors.append("nginx_lb_worker_connections must be within 64-262144 (each worker may then open twice as many "
+                      "files, within systemd's default limit); got %s" % connections)
+    sysctl = inputs["nginx_lb_sysctl"]
+    if not isinstance(sysctl, dict) or any(
+            not isinstance(key, str) or not SYSCTL_KEY.match(key) or isinstance(value, bool)
+            or SYSCTL_VALUE_BREAKING.search(str(value)) for key, value in sysctl.items()):
+        errors.append("nginx_lb_sysctl needs keys like net.ipv4.tcp_tw_reuse and one-line values (numbers or words, "
+                      "not true/false, no '=' or quotes); got %s" % (sysctl,))
+    return errors
+
+
+def peer_errors(peers, balance_method, backend_group):
+    """Problems with the upstream's backends as a whole (nginx_lb_upstream_peers checks each one)."""
+    errors = []
+    backups = [peer["host"] for peer in peers if peer.get("backup")]
+    if backups and balance_method not in BACKUP_METHODS:
+        errors.append("nginx cannot combine backup servers with nginx_lb_balance_method=%s; backups set on: %s"
+                      % (balance_method, ", ".join(backups)))
+    if not any(not peer.get("down") and not peer.get("backup") for peer in peers):
+        errors.append("every backend of %s is marked down or backup (%s): nothing would serve"
+                      % (backend_group, ", ".join(peer["host"] for peer in peers)))
+    return errors
+
 
 class FilterModule:
     def filters(self):
@@ -106,4 +166,6 @@ class FilterModule:
             "nginx_lb_access_log_errors": access_log_errors,
             "nginx_lb_body_size_errors": body_size_errors,
             "nginx_lb_group_name_errors": group_name_errors,
+            "nginx_lb_input_errors": input_errors,
+            "nginx_lb_peer_errors": peer_errors,
         }
