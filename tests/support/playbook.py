@@ -161,10 +161,11 @@ def run(playbook: str | os.PathLike, inventory: str | os.PathLike, *args: str, e
     argv = [ansible_playbook(), "-i", str(inventory), *map(str, args), str(playbook)]
     with tempfile.TemporaryDirectory(prefix="playbook-run-") as private_dir:
         events_file = Path(private_dir) / "events.jsonl"
-        run_env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {}),
-                   "PLAYBOOK_EVENTS_FILE": str(events_file),
-                   "ANSIBLE_CALLBACK_PLUGINS": os.pathsep.join(
-                       filter(None, [str(CALLBACK_PLUGINS), (env or os.environ).get("ANSIBLE_CALLBACK_PLUGINS")]))}
+        run_env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}
+        # The callback's directory before any the caller's environment names.
+        run_env["ANSIBLE_CALLBACK_PLUGINS"] = os.pathsep.join(
+            filter(None, [str(CALLBACK_PLUGINS), run_env.get("ANSIBLE_CALLBACK_PLUGINS")]))
+        run_env["PLAYBOOK_EVENTS_FILE"] = str(events_file)
         started = time.monotonic()
         # A session of its own: a run stopped at its timeout is stopped with its forks.
         process = subprocess.Popen(argv, cwd=cwd, env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -1,11 +1,11 @@
 # -*- coding: utf-8 -*-
 """Shape checks of the app's inputs that land in its settings file, unit and accounts.
 
-Each *_errors filter returns the list of problems (empty: the input is fine),
-each naming the variable and the bad name or value, so that preflight can
-fail before anything on a host changes. A secret's value is never shown.
-flask_app_input_errors runs every check on the role's inputs at once: one
-task per host instead of one per check.
+Each *_errors function returns the list of problems (empty: the input is
+fine), each naming the variable and the bad name or value, so that preflight
+can fail before anything on a host changes. A secret's value is never shown.
+The filter flask_app_input_errors runs every check on the role's inputs at
+once: one task per host instead of one per check.
 flask_app_url_host writes a checked address the way Gunicorn's bind and a URL
 take it.
 """
@@ -240,13 +240,6 @@ def url_host(address):
 class FilterModule(object):
     def filters(self):
         return {
-            "flask_app_environment_errors": environment_errors,
-            "flask_app_wsgi_target_errors": wsgi_target_errors,
-            "flask_app_service_name_errors": service_name_errors,
-            "flask_app_account_name_errors": account_name_errors,
-            "flask_app_prefix_errors": prefix_errors,
-            "flask_app_address_families_errors": address_families_errors,
-            "flask_app_forwarded_allow_ips_errors": forwarded_allow_ips_errors,
             "flask_app_input_errors": input_errors,
             "flask_app_url_host": url_host,
         }

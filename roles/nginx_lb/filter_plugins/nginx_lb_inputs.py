@@ -1,13 +1,14 @@
 # -*- coding: utf-8 -*-
 """Shape checks of the load balancer's inputs that land in its nginx and sysctl files.
 
-Each *_errors filter returns the list of problems (empty: the input is fine),
-each naming the variable and the bad value, so that preflight fails before
-anything on a host changes. Every rule keeps a value to the words nginx reads
-in its directive: no ';', '{', '}', '#', quote or line break can end the
-directive, open a block or add another one. nginx_lb_input_errors runs every
-check of the role's own inputs at once, and nginx_lb_peer_errors those of the
-upstream's backends: one task per host each, instead of one per check.
+Each *_errors function returns the list of problems (empty: the input is
+fine), each naming the variable and the bad value, so that preflight fails
+before anything on a host changes. Every rule keeps a value to the words nginx
+reads in its directive: no ';', '{', '}', '#', quote or line break can end
+the directive, open a block or add another one. The filters
+nginx_lb_input_errors (every check of the role's own inputs at once) and
+nginx_lb_peer_errors (those of the upstream's backends) make preflight one
+task per host each, instead of one per check.
 """
 
 from __future__ import annotations
@@ -160,12 +161,6 @@ def peer_errors(peers, balance_method, backend_group):
 class FilterModule:
     def filters(self):
         return {
-            "nginx_lb_site_name_errors": site_name_errors,
-            "nginx_lb_server_name_errors": server_name_errors,
-            "nginx_lb_hash_key_errors": hash_key_errors,
-            "nginx_lb_access_log_errors": access_log_errors,
-            "nginx_lb_body_size_errors": body_size_errors,
-            "nginx_lb_group_name_errors": group_name_errors,
             "nginx_lb_input_errors": input_errors,
             "nginx_lb_peer_errors": peer_errors,
         }
