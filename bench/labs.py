@@ -98,8 +98,11 @@ class Lab:
             },
             {
                 # The production default, stated so that the lab's own
-                # setting (true, in inventories/local) cannot leak in.
-                "loadbalancers": {"nginx_lb_expose_upstream": False},
+                # setting (true, in inventories/local) cannot leak in. The
+                # per-client limits are off: all the load comes from one
+                # client address, the load generator's, which they would cap.
+                "loadbalancers": {"nginx_lb_expose_upstream": False, "nginx_lb_rate_limit": 0,
+                                  "nginx_lb_connection_limit": 0},
                 "backends": {**APP_VARS, "flask_app_port": BACKEND_PORT, "nginx_lb_backend_port": BACKEND_PORT},
             },
             {

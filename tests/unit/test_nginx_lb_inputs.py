@@ -1,8 +1,10 @@
 """The shape checks of the load balancer's inputs that land in its configuration."""
 
 import json
+import pathlib
 
 import pytest
+import yaml
 from ansible.module_utils.nginx_lb_site_name import SITE_NAME_SHAPE
 
 import nginx_lb_rotation
@@ -115,8 +117,9 @@ def test_preflight_and_the_rotation_module_refuse_the_same_site_names(name):
         assert _module_refusal(name) is None
 
 
-# The role's defaults: every check passes.
+# The role's defaults, with a few values of another kind: every check passes.
 GOOD_INPUTS = {
+    **yaml.safe_load((pathlib.Path(__file__).parents[2] / "roles/nginx_lb/defaults/main.yml").read_text()),
     "nginx_lb_site_name": "hello-service", "nginx_lb_backend_group": "backends", "nginx_lb_server_name": "_",
     "nginx_lb_hash_key": "$remote_addr", "nginx_lb_access_log": "/var/log/nginx/hello-service.access.log",
     "nginx_lb_client_max_body_size": "1m", "nginx_lb_listen_port": 80, "nginx_lb_keepalive": 32,

@@ -5,7 +5,7 @@ import json
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from nginx_lb_upstream import FilterModule, nginx_lb_upstream_peers
+from nginx_lb_upstream import FilterModule, nginx_lb_upstream_peers, nginx_lb_other_addresses
 
 
 def peers(hostvars, **defaults):
@@ -115,3 +115,13 @@ def test_an_empty_group_is_an_empty_upstream():
 def test_a_string_instead_of_a_list_of_names_is_refused():
     with pytest.raises(AnsibleFilterError, match="needs a list of inventory names"):
         nginx_lb_upstream_peers("app1", {"app1": {}})
+
+
+def test_the_other_load_balancers_are_reached_at_their_ansible_host_or_name():
+    hostvars = {"lb1": {"ansible_host": "10.0.0.1"}, "lb2": {"ansible_host": "2001:db8::2"}, "lb3": {}}
+    assert nginx_lb_other_addresses(["lb1", "lb2", "lb3"], hostvars, "lb1") == ["[2001:db8::2]", "lb3"]
+
+
+def test_a_load_balancer_address_that_could_break_the_config_is_refused():
+    with pytest.raises(AnsibleFilterError, match=r'^ansible_host of lb2 must be a host name or an IP address'):
+        nginx_lb_other_addresses(["lb1", "lb2"], {"lb1": {}, "lb2": {"ansible_host": "x; return 200"}}, "lb1")

@@ -14,6 +14,7 @@ task per host each, instead of one per check.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -114,6 +115,142 @@ def _in_range(value, low, high=None):
     return int(text) >= low and (high is None or int(text) <= high)
 
 
+# An HTTP header name (RFC 9110 token characters nginx takes in add_header).
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#%&'*+.^_`|~-]+\Z")
+# A header value as the template writes it, in double quotes: printable
+# ASCII except the quote, '\\' (an escape) and '$' (a variable).
+HEADER_VALUE = re.compile(r"[ !#%-\[\]-~]+\Z")
+# An exact path of a location: no space, quote, ';' or brace to end it.
+LOCATION_PATH = re.compile(r"/[A-Za-z0-9._~/@:+,=!*-]*\Z")
+# An ACME directory: an http(s) URL without anything a shell or a config line would read.
+DIRECTORY_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/%+=-]*)?\Z")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\Z")
+# A name a certificate can be issued for over HTTP-01: a host name, no wildcard.
+CERTIFICATE_NAME = re.compile(r"%s\Z" % _HOST)
+header_size_errors = _rule(
+    "nginx_lb_client_header_max_size", "a size as nginx reads it: digits, then optionally k or m (e.g. 4k)",
+    _shaped(re.compile(r"[1-9][0-9]*[kKmM]?\Z")))
+loadbalancer_group_errors = _rule(
+    "nginx_lb_loadbalancer_group", "an inventory group name: letters, digits, '_' and '-', starting with a letter or "
+    "'_'", _shaped(GROUP_NAME))
+
+
+def _bounds_errors(inputs, bounds):
+    """One problem per input of BOUNDS ({variable: (low, high)}) that is not a whole number within them."""
+    return [_problem(variable, inputs[variable], "a whole number within %s-%s" % (low, high) if high is not None
+                     else "a whole number >= %s" % low)
+            for variable, (low, high) in bounds.items() if not _in_range(inputs[variable], low, high)]
+
+
+EDGE_BOUNDS = {
+    "nginx_lb_client_header_buffers": (1, 64),
+    "nginx_lb_client_header_timeout": (1, None),
+    "nginx_lb_client_body_timeout": (1, None),
+    "nginx_lb_client_send_timeout": (1, None),
+    "nginx_lb_client_keepalive_timeout": (0, None),
+    "nginx_lb_rate_limit": (0, None),
+    "nginx_lb_rate_limit_burst": (0, None),
+    "nginx_lb_connection_limit": (0, None),
+    "nginx_lb_retry_after": (0, None),
+    "nginx_lb_https_port": (1, 65535),
+    "nginx_lb_hsts_max_age": (0, None),
+}
+
+
+def edge_errors(inputs):
+    """Problems with the client limits, the added headers and the private paths."""
+    errors = _bounds_errors(inputs, EDGE_BOUNDS) + header_size_errors(inputs["nginx_lb_client_header_max_size"])
+    headers = inputs["nginx_lb_security_headers"]
+    if not isinstance(headers, dict):
+        errors.append(_problem("nginx_lb_security_headers", headers, "a mapping of header names to values"))
+    else:
+        for name, value in headers.items():
+            if not isinstance(name, str) or not HEADER_NAME.match(name):
+                errors.append(_problem("nginx_lb_security_headers", name, "header names of letters, digits and "
+                                       "!#%&'*+.^_`|~-"))
+            elif not isinstance(value, (str, int)) or isinstance(value, bool) or not HEADER_VALUE.match(str(value)):
+                errors.append(_problem("nginx_lb_security_headers." + name, value, "a header value of printable "
+                                       "characters other than '\"', '\\' and '$'"))
+    paths = inputs["nginx_lb_private_paths"]
+    if not isinstance(paths, list) or not all(isinstance(path, str) and LOCATION_PATH.match(path) for path in paths):
+        errors.append(_problem("nginx_lb_private_paths", paths, "a list of paths, each '/' then letters, digits and "
+                               "._~/@:+,=!*- (no space, quote, ';' or brace)"))
+    allowed = inputs["nginx_lb_private_allow"]
+    if not isinstance(allowed, list) or not all(_is_network(entry) for entry in allowed):
+        errors.append(_problem("nginx_lb_private_allow", allowed, "a list of IP addresses or networks (10.0.0.0/8, "
+                               "2001:db8::/32)"))
+    if str(inputs["nginx_lb_https_port"]) == str(inputs["nginx_lb_listen_port"]) and inputs["nginx_lb_tls"] != "none":
+        errors.append("nginx_lb_https_port must differ from nginx_lb_listen_port (HTTP), got %s for both"
+                      % inputs["nginx_lb_https_port"])
+    return errors
+
+
+def _is_network(entry):
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(entry, str)
+
+
+def _pem_certificates(text):
+    """The certificates in a PEM text, or None when it holds none or a broken one."""
+    from cryptography import x509  # ansible-core depends on it: always on the controller.
+    if not isinstance(text, str) or "-----BEGIN CERTIFICATE-----" not in text:
+        return None
+    try:
+        return x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        return None
+
+
+def tls_errors(inputs):
+    """Problems with the HTTPS inputs of the chosen certificate source. A key is never shown."""
+    source = inputs["nginx_lb_tls"]
+    if source == "inventory":
+        return certificate_errors(inputs["nginx_lb_tls_certificate"], inputs["nginx_lb_tls_certificate_key"])
+    if source != "acme":
+        return []
+    errors = []
+    names = str(inputs["nginx_lb_server_name"]).split()
+    if not names or not all(CERTIFICATE_NAME.match(name) and name != "_" for name in names):
+        errors.append(_problem("nginx_lb_server_name", inputs["nginx_lb_server_name"], "host names only (no "
+                               "wildcard, no leading '.', not _) with nginx_lb_tls acme: the certificate is issued "
+                               "for them over HTTP-01"))
+    url = inputs["nginx_lb_acme_directory_url"]
+    if not isinstance(url, str) or not DIRECTORY_URL.match(url):
+        errors.append(_problem("nginx_lb_acme_directory_url", url, "an http(s) URL such as "
+                               "https://acme-v02.api.letsencrypt.org/directory"))
+    email = inputs["nginx_lb_acme_email"]
+    if email and not (isinstance(email, str) and EMAIL.match(email)):
+        errors.append(_problem("nginx_lb_acme_email", email, "an e-mail address or empty"))
+    bundle = inputs["nginx_lb_acme_ca_bundle"]
+    if bundle and _pem_certificates(bundle) is None:
+        errors.append("nginx_lb_acme_ca_bundle must be empty or PEM certificates (-----BEGIN CERTIFICATE-----), "
+                      "got %s" % json.dumps(str(bundle)[:60]))
+    return errors + loadbalancer_group_errors(inputs["nginx_lb_loadbalancer_group"])
+
+
+def certificate_errors(certificate, key):
+    """Problems with an inventory certificate chain and its key: both PEM, and the key the certificate's."""
+    from cryptography.hazmat.primitives import serialization
+    chain = _pem_certificates(certificate)
+    if chain is None:
+        return ["nginx_lb_tls_certificate must be a PEM certificate (-----BEGIN CERTIFICATE-----, then any "
+                "intermediates) with nginx_lb_tls inventory, got %s" % json.dumps(str(certificate)[:60])]
+    try:
+        private_key = serialization.load_pem_private_key(str(key).encode(), password=None)
+    except (ValueError, TypeError):
+        return ["nginx_lb_tls_certificate_key must be the certificate's unencrypted PEM private key with "
+                "nginx_lb_tls inventory (value not shown)"]
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if private_key.public_key().public_bytes(serialization.Encoding.PEM, public) != \
+            chain[0].public_key().public_bytes(serialization.Encoding.PEM, public):
+        return ["nginx_lb_tls_certificate_key is not the key of nginx_lb_tls_certificate (%s)"
+                % chain[0].subject.rfc4514_string()]
+    return []
+
+
 def input_errors(inputs, backend_hosts):
     """Every problem with the role's inputs that argument_specs cannot express, in one list.
 
@@ -123,7 +260,7 @@ def input_errors(inputs, backend_hosts):
     errors = (site_name_errors(inputs["nginx_lb_site_name"]) + group_name_errors(inputs["nginx_lb_backend_group"])
               + server_name_errors(inputs["nginx_lb_server_name"]) + hash_key_errors(inputs["nginx_lb_hash_key"])
               + access_log_errors(inputs["nginx_lb_access_log"])
-              + body_size_errors(inputs["nginx_lb_client_max_body_size"]))
+              + body_size_errors(inputs["nginx_lb_client_max_body_size"]) + edge_errors(inputs) + tls_errors(inputs))
     if not backend_hosts:
         errors.append("nginx_lb_backend_group=%s names no host in the inventory: the upstream would be empty. Add "
                       "backends to that group or point the variable at the right group." % inputs["nginx_lb_backend_group"])

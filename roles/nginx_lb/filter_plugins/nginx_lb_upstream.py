@@ -79,16 +79,21 @@ def _address(host, variable, value):
     raise _bad(host, variable, value, "a host name or an IP address (IPv6 with or without brackets, no port)")
 
 
-def upstream_peer(host, hostvars, port, max_fails, fail_timeout):
-    """One backend's peer; `hostvars` is that host's variables."""
-    if "nginx_lb_backend_address" in hostvars:
-        variable = "nginx_lb_backend_address"
+def _host_address(host, hostvars, own_variable):
+    """(address as written, its canonical form) of a host: OWN_VARIABLE (if any), else ansible_host, else its name."""
+    if own_variable is not None and own_variable in hostvars:
+        variable = own_variable
     elif "ansible_host" in hostvars:
         variable = "ansible_host"
     else:
         # The inventory name is the address: a bad one is named as such.
         variable = "the inventory name"
-    address, canonical = _address(host, variable, hostvars[variable] if variable in hostvars else host)
+    return _address(host, variable, hostvars[variable] if variable in hostvars else host)
+
+
+def upstream_peer(host, hostvars, port, max_fails, fail_timeout):
+    """One backend's peer; `hostvars` is that host's variables."""
+    address, canonical = _host_address(host, hostvars, "nginx_lb_backend_address")
     defaults = {
         "nginx_lb_backend_port": port,
         "nginx_lb_backend_weight": 1,
@@ -139,6 +144,20 @@ def nginx_lb_upstream_peers(hosts, hostvars, port=8080, max_fails=1, fail_timeou
     return peers
 
 
+def nginx_lb_other_addresses(hosts, hostvars, this_host):
+    """The addresses nginx reaches the other load balancers of `hosts` at (IPv6 in brackets).
+
+    Each is the host's ansible_host, else its inventory name, checked like a
+    backend's address.
+    """
+    addresses = []
+    for host in hosts or []:
+        if host != this_host:
+            address = _host_address(host, hostvars[host], None)[0]
+            addresses.append(f"[{address}]" if ":" in address and not address.startswith("[") else address)
+    return addresses
+
+
 class FilterModule:
     def filters(self):
-        return {"nginx_lb_upstream_peers": nginx_lb_upstream_peers}
+        return {"nginx_lb_upstream_peers": nginx_lb_upstream_peers, "nginx_lb_other_addresses": nginx_lb_other_addresses}
