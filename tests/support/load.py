@@ -20,12 +20,15 @@ class LoadGenerator:
     the deploy it watches; runs until stopped and at least `min_requests` were
     sent, and never longer than `max_seconds` (a bounded loop by design).
     Another app: GET `path` only (echo=False), whose JSON answer `expected`
-    accepts (a function of the decoded body).
+    accepts (a function of the decoded body). HTTPS: `connect` makes each
+    connection (tests.support.endpoint.Endpoint(url, cafile, name).connect).
     """
 
     def __init__(self, address, concurrency=8, rate=100, min_requests=2000, max_seconds=900,
-                 path="/requestme", expected=EXPECTED_BODY.__eq__, echo=True):
+                 path="/requestme", expected=EXPECTED_BODY.__eq__, echo=True, connect=None):
         self.address, self.concurrency = address, concurrency
+        # A new connection per request: plain HTTP to `address`, or `connect`'s (an Endpoint's, for HTTPS).
+        self.connect = connect or (lambda: http.client.HTTPConnection(address, timeout=10))
         self.path, self.expected, self.echo = path, expected, echo
         self.interval = concurrency / rate
         self.min_requests, self.max_seconds = min_requests, max_seconds
@@ -71,7 +74,7 @@ class LoadGenerator:
             sequence += 1
             post = self.echo and sequence % 2 == 0
             payload = {"thread": number, "sequence": sequence}
-            connection = http.client.HTTPConnection(self.address, timeout=10)
+            connection = self.connect()
             try:
                 if post:
                     connection.request("POST", "/echo", body=json.dumps(payload),

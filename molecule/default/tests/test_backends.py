@@ -136,3 +136,13 @@ def test_successful_requests_are_left_to_the_load_balancer_log(host):
 
     wait_for(lambda: "Handling signal: hup" in log(), timeout=20, what="the reload's log line")
     assert probe not in log()
+
+
+def test_the_units_exposure_stays_at_most_1_5(host):
+    # systemd's own score of the sandbox (0 is fully confined, 10 is none):
+    # a change that loosens the unit fails here.
+    report = host.run(f"systemd-analyze security {SERVICE}.service --no-pager")
+    [overall] = [line for line in report.stdout.splitlines() if line.startswith("→ Overall exposure level")]
+    exposure = float(overall.split(":")[1].split()[0])
+    print(overall)
+    assert exposure <= 1.5, report.stdout

@@ -280,6 +280,22 @@ def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
         run_playbook("site.yml", hosts_file)
 
 
+# How the edge case's refusals start, in the order preflight reports them.
+EDGE_REFUSALS = [
+    "nginx_lb_client_header_buffers must be a whole number within 1-64, got 0",
+    "nginx_lb_client_header_timeout must be a whole number >= 1, got 0",
+    "nginx_lb_client_body_timeout must be a whole number >= 1, got 0",
+    "nginx_lb_client_send_timeout must be a whole number >= 1, got 0",
+    "nginx_lb_client_keepalive_timeout must be a whole number >= 0, got -1",
+    "nginx_lb_rate_limit must be a whole number >= 0, got -1",
+    "nginx_lb_rate_limit_burst must be a whole number >= 0, got -1",
+    "nginx_lb_connection_limit must be a whole number >= 0, got -1",
+    "nginx_lb_retry_after must be a whole number >= 0, got -1",
+    "nginx_lb_https_port must be a whole number within 1-65535, got 70000",
+    "nginx_lb_hsts_max_age must be a whole number >= 0, got -1",
+]
+
+
 BAD_INPUTS = {
     "port out of range": ({}, ["-e", "flask_app_port=70000"], "flask_app_port must be within 1-65535, got 70000"),
     "unknown balancing method": ({}, ["-e", "nginx_lb_balance_method=fastest"], "nginx_lb_balance_method"),
@@ -318,6 +334,18 @@ BAD_INPUTS = {
         "app1: flask_app_keepalive=60 must be above the load balancers' nginx_lb_keepalive_timeout=60 (or 0, no "
         "keep-alive), so that nginx closes an idle connection before Gunicorn does"),
     "a canary that is not a boolean": ({}, ["-e", "rolling_canary=maybe"], "rolling_canary must be true or false, got maybe"),
+    # Every input of the edge at once: preflight reports all of them in one run.
+    "the edge's inputs, each with a value of another shape": (
+        {}, ["-e", json.dumps({
+            "nginx_lb_client_header_max_size": "4k; return 200", "nginx_lb_client_header_buffers": 0,
+            "nginx_lb_client_header_timeout": 0, "nginx_lb_client_body_timeout": 0, "nginx_lb_client_send_timeout": 0,
+            "nginx_lb_client_keepalive_timeout": -1, "nginx_lb_rate_limit": -1, "nginx_lb_rate_limit_burst": -1,
+            "nginx_lb_connection_limit": -1, "nginx_lb_retry_after": -1, "nginx_lb_hsts_max_age": -1,
+            "nginx_lb_https_port": 70000, "nginx_lb_security_headers": {"X-Frame-Options": 'DENY" always; return 200 "x'},
+            "nginx_lb_private_paths": ["/healthz; allow all"], "nginx_lb_private_allow": ["all"],
+            "nginx_lb_acme_directory_url": "https://acme:14000/dir; x", "nginx_lb_acme_email": "nobody",
+            "nginx_lb_acme_ca_bundle": "not a certificate", "nginx_lb_loadbalancer_group": "load balancers"})],
+        "; ".join(EDGE_REFUSALS)),
     "a host name as the bind address": ({}, ["-e", "flask_app_bind_address=localhost"],
                                         'flask_app_bind_address must be an IP address (IPv4, or IPv6 with or without '
                                         'brackets; 0.0.0.0 or :: for every address), got "localhost"'),
@@ -365,6 +393,11 @@ def test_bad_input_fails_before_any_change(tmp_path, case):
         assert "got 16" in output
     if case == "recycling the only worker":
         assert "got flask_app_max_requests=10000" in unwrapped
+    if case == "the edge's inputs, each with a value of another shape":
+        for variable in ("nginx_lb_client_header_max_size", "nginx_lb_security_headers.X-Frame-Options",
+                         "nginx_lb_private_paths", "nginx_lb_private_allow", "nginx_lb_acme_directory_url",
+                         "nginx_lb_acme_email", "nginx_lb_acme_ca_bundle", "nginx_lb_loadbalancer_group"):
+            assert f"{variable} must be" in unwrapped, variable
     if case == "a secret whose value adds a line":
         assert "hidden-0123456789" not in output
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
