@@ -94,3 +94,8 @@ def test_create_app_refuses_short_secret_key_without_showing_it(monkeypatch):
         create_app()
     assert "HELLO_SERVICE_SECRET_KEY" in str(caught.value)
     assert "too-short" not in str(caught.value)
+
+
+def test_echo_is_on_unless_turned_off():
+    assert load_settings({})["ECHO"] is True
+    assert load_settings({"HELLO_SERVICE_ECHO": "false"})["ECHO"] is False

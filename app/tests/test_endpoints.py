@@ -39,6 +39,13 @@ def test_echo_returns_posted_json(client):
     assert response.get_json() == {"echo": payload, "release": None}
 
 
+def test_echo_is_not_served_when_turned_off(app, client):
+    app.config["ECHO"] = False
+    response = client.post("/echo", json={"a": 1})
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "not found"
+
+
 def test_echo_includes_release_id(app, client):
     app.config["RELEASE_ID"] = "r42"
     assert client.post("/echo", json=[]).get_json()["release"] == "r42"

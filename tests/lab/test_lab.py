@@ -8,8 +8,10 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -18,7 +20,15 @@ from tests.support import inventory as inventories
 from tests.support import playbook
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-URL = "http://127.0.0.1:8080/requestme"
+URL = "https://127.0.0.1:8443/requestme"
+HTTP_URL = "http://127.0.0.1:8080/requestme"
+# The lab's own CA, which make up makes: the README's curl --cacert line.
+LAB_CA = os.path.join(PROJECT, ".lab", "tls", "ca.crt")
+
+
+def lab_https():
+    """A client that trusts the lab's CA only (not the system's)."""
+    return ssl.create_default_context(cafile=LAB_CA)
 LAB_LABEL = "hello-service.lab=hello-lab"
 
 
@@ -51,18 +61,30 @@ def clean_lab():
 
 def test_up_serves_the_original_json_from_both_backends(clean_lab):
     output, elapsed = make("up")
-    with urllib.request.urlopen(URL, timeout=10) as answer:
+    with urllib.request.urlopen(URL, timeout=10, context=lab_https()) as answer:
         assert answer.status == 200
         assert answer.headers["Content-Type"] == "application/json"
         assert json.loads(answer.read()) == {"message": "Hello Flask.!!"}
     served = set()
     for _ in range(20):
-        with urllib.request.urlopen(URL, timeout=10) as answer:
+        with urllib.request.urlopen(URL, timeout=10, context=lab_https()) as answer:
             served.add(answer.headers["X-Upstream-Addr"])
     assert len(served) == 2, served
     # The closing lines name the backend that answered each request.
     assert re.search(r"Hello Flask\.!!\"\}\s+<- app1", output) and re.search(r"<- app2", output), output
     assert set(deploy_changes()) == {"lb1", "app1", "app2"}, "no stats for every host in .logs/deploy.json"
+
+
+def test_http_redirects_to_the_labs_https_with_hsts(clean_lab):
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        urllib.request.build_opener(NoRedirect).open(HTTP_URL, timeout=10)
+    assert redirect.value.code == 308 and redirect.value.headers["Location"] == URL
+    with urllib.request.urlopen(URL, timeout=10, context=lab_https()) as answer:
+        assert answer.headers["Strict-Transport-Security"] == "max-age=63072000"
 
 
 def test_second_up_changes_nothing(clean_lab):

@@ -12,7 +12,7 @@ from typing import Any
 ENV_PREFIX = "HELLO_SERVICE_"
 
 # The settings this module reads, without the prefix.
-SETTING_NAMES = ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "REQUEST_LOG", "DEBUG", "SECRET_KEY")
+SETTING_NAMES = ("PROXY_COUNT", "RELEASE_ID", "LOG_LEVEL", "REQUEST_LOG", "DEBUG", "SECRET_KEY", "ECHO")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -95,4 +95,6 @@ def load_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         # Optional: unset leaves Flask's default (None), so nothing that needs
         # signing (sessions, flash messages) is available.
         "SECRET_KEY": parse_secret_key(*raw("SECRET_KEY", "")),
+        # POST /echo, the load tests' endpoint; a production inventory turns it off.
+        "ECHO": parse_bool(*raw("ECHO", "true")),
     }

@@ -25,6 +25,8 @@ def healthz() -> Response:
 
 @bp.post("/echo")
 def echo() -> Response:
+    if not current_app.config["ECHO"]:
+        abort(404)
     # force=True judges the body, not the Content-Type header, so load tools
     # that post JSON as text/plain still work. Reading the body enforces
     # MAX_CONTENT_LENGTH, so an oversized body ends here with a 413.
