@@ -32,10 +32,11 @@ def lb_url():
 
 @pytest.fixture(scope="session")
 def backend_by_address():
-    """Maps "ip:port" as nginx reports it in X-Upstream-Addr to the inventory name of every
-    non-load-balancer host of the scenario (spares included, which a test may add as backends)."""
+    """Maps "ip:port" as nginx reports it in X-Upstream-Addr to the inventory name of every host of
+    the scenario that may serve (spares included, which a test may add as backends): not the load
+    balancers, nor the test servers a scenario runs beside them (the acme_servers group)."""
     runner = inventory()
-    hosts = set(runner.get_hosts("all")) - set(runner.get_hosts("loadbalancers"))
+    hosts = set(runner.get_hosts("all")) - set(runner.get_hosts("loadbalancers")) - set(runner.get_hosts("acme_servers"))
     return {f"{container_ip(container_of(name))}:8080": name for name in hosts}
 
 

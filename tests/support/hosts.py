@@ -142,9 +142,15 @@ def upstream_servers(lb):
 
 
 def upstream_lines(lb_host):
-    """The upstream's server lines as nginx itself reads them (`nginx -T`), stripped."""
-    lines = (line.strip() for line in lb_host.check_output("nginx -T").splitlines())
-    return [line for line in lines if line.startswith("server ") and line.endswith(";")]
+    """The backends' server lines as nginx itself reads them (`nginx -T`, the file the rotation module
+    writes, <site>.upstream), stripped: not the other upstreams' (the load balancers' ACME relay)."""
+    lines, in_upstream_file = [], False
+    for line in (line.strip() for line in lb_host.check_output("nginx -T").splitlines()):
+        if line.startswith("# configuration file "):
+            in_upstream_file = line.endswith(".upstream:")
+        elif in_upstream_file and line.startswith("server ") and line.endswith(";"):
+            lines.append(line)
+    return lines
 
 
 def drained_endpoints(lb_host):

@@ -183,3 +183,31 @@ def test_a_forced_renewal_under_load_installs_a_new_certificate_and_fails_no_req
     print(f"renewal under load: {load.summary()}")
     assert load.errors == 0 and load.non_2xx == 0, load.summary()
     assert lb.service("certbot.timer").is_running
+
+
+def test_a_second_load_balancer_gets_its_certificate_through_the_first(acme_root):
+    # The name resolves to lb1; lb2's challenges reach lb1, which has no answer and relays them to lb2.
+    lb2_address = container_ip(container_of("lb2"))
+    assert negotiate(lb2_address, 443, SERVER_NAME, acme_root) is not None
+    relayed = inventory().get_host("lb1").check_output(
+        "grep -F /.well-known/acme-challenge/ /var/log/nginx/hello-service.access.log").splitlines()
+    answers = [json.loads(line) for line in relayed]
+    assert any(answer["upstream_addr"] == f"{lb2_address}:80" and answer["status"] == 200 for answer in answers), \
+        answers
+
+
+def test_a_monitor_on_an_allowed_address_reaches_the_health_path():
+    lb = inventory().get_host("lb1")
+    answer = lb.check_output("python3 -c \"import urllib.request; "
+                             "print(urllib.request.urlopen('http://127.0.0.1/healthz').read().decode())\"")
+    assert json.loads(answer)["status"] == "ok"
+
+
+def test_http2_clients_are_served():
+    # h2load (nghttp2), from the scenario's acme container: a real HTTP/2 client, 8 streams at once per connection.
+    report = subprocess.run(["docker", "exec", container_of("acme"), "h2load", "--requests=400", "--clients=4",
+                             "--max-concurrent-streams=8", f"https://{SERVER_NAME}/requestme"],
+                            capture_output=True, text=True, check=True).stdout
+    print(report)
+    assert "Application protocol: h2" in report
+    assert "status codes: 400 2xx, 0 3xx, 0 4xx, 0 5xx" in report

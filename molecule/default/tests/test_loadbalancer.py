@@ -8,7 +8,8 @@ import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
-from conftest import container_of, hosts_in, inventory, journal, request, upstream_lines, upstream_servers
+from conftest import (container_ip, container_of, hosts_in, inventory, inventory_name, journal, request, upstream_lines,
+                      upstream_servers)
 
 testinfra_hosts = hosts_in("loadbalancers")
 
@@ -44,9 +45,14 @@ def test_listens_on_80(host):
     assert host.socket("tcp://0.0.0.0:80").is_listening
 
 
-def test_access_log_is_json_with_upstream(host, lb_url):
+def own_url(host):
+    """This load balancer's own address, whichever of the scenario's it is."""
+    return f"http://{container_ip(container_of(inventory_name(host)))}"
+
+
+def test_access_log_is_json_with_upstream(host):
     probe = uuid.uuid4().hex
-    assert request(f"{lb_url}/requestme?probe={probe}").status == 200
+    assert request(f"{own_url(host)}/requestme?probe={probe}").status == 200
     lines = host.check_output(f"grep -F {probe} /var/log/nginx/hello-service.access.log").splitlines()
     assert len(lines) == 1, lines
     entry = json.loads(lines[0])
@@ -100,7 +106,7 @@ async def _requests_on_open_connections(address, port, count):
     return outcomes
 
 
-def test_holds_more_clients_than_the_distribution_allows(host, lb_url):
+def test_holds_more_clients_than_the_distribution_allows(host):
     # With the distribution's nginx.conf each worker stops accepting at 768
     # connections, clients and backends together; this many clients, each
     # with a request in flight, need 2 x clients connections.
@@ -112,7 +118,7 @@ def test_holds_more_clients_than_the_distribution_allows(host, lb_url):
         f"this test opens {clients} connections; raise the open-file limit (ulimit -Hn {hard}) to {needed}")
     if soft != resource.RLIM_INFINITY and soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    lb = urlsplit(lb_url)
+    lb = urlsplit(own_url(host))
     statuses = asyncio.run(_requests_on_open_connections(lb.hostname, lb.port or 80, clients))
     outcomes = Counter(status if isinstance(status, int) else type(status).__name__ for status in statuses)
     assert outcomes == {200: clients}, (outcomes, host.run("tail -n 5 /var/log/nginx/error.log").stdout)

@@ -19,6 +19,7 @@ from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, connecti
 testinfra_hosts = []
 
 BACKENDS = ["app1", "app2"]
+LOADBALANCERS = ["lb1", "lb2"]
 STAGED_SETTINGS = f"/etc/{SERVICE}/settings.env.staged"
 STAGED_UNIT = f"/etc/{SERVICE}/{SERVICE}.service.staged"
 
@@ -26,7 +27,7 @@ STAGED_UNIT = f"/etc/{SERVICE}/{SERVICE}.service.staged"
 @pytest.fixture(scope="module")
 def hosts_file(tmp_path_factory):
     return write_inventory(tmp_path_factory.mktemp("inventory") / "hosts.yml",
-                           {"loadbalancers": ["lb1"], "backends": BACKENDS},
+                           {"loadbalancers": LOADBALANCERS, "backends": BACKENDS},
                            {"loadbalancers": {"nginx_lb_expose_upstream": True}})
 
 
@@ -224,7 +225,7 @@ def test_a_bind_address_change_restarts_each_backend_out_of_rotation(tmp_path, h
     # A HUP would make Gunicorn close its socket and listen at the new address at once: the switch
     # drains the host first. Here each backend moves from every address to its own.
     addresses = {name: container_ip(container_of(name)) for name in BACKENDS}
-    own_address = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS},
+    own_address = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": LOADBALANCERS, "backends": BACKENDS},
                                   {"loadbalancers": {"nginx_lb_expose_upstream": True}},
                                   {name: {"flask_app_bind_address": addresses[name]} for name in BACKENDS})
     for inventory_file, wanted in ((own_address, addresses), (hosts_file, dict.fromkeys(BACKENDS, "0.0.0.0"))):
@@ -380,7 +381,7 @@ PLAYBOOK_OF = {"the load balancers' port is not the service's": "playbooks/rolli
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_fails_before_any_change(tmp_path, case):
     group_vars, args, message = BAD_INPUTS[case]
-    hosts = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS},
+    hosts = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": LOADBALANCERS, "backends": BACKENDS},
                             {"loadbalancers": {"nginx_lb_expose_upstream": True}, **group_vars})
     returncode, output, recap = run_playbook(PLAYBOOK_OF.get(case, "site.yml"), hosts, *args, check=False)
     assert returncode != 0
