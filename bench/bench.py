@@ -160,6 +160,12 @@ VARIANTS = {
     # The original recipe's method, the load balancer's default before least_conn.
     "round-robin": {"nginx_lb_balance_method": "round_robin"},
     "request-log": {"flask_app_environment": {**APP_VARS["flask_app_environment"], "HELLO_SERVICE_REQUEST_LOG": True}},
+    # What the per-client limits cost when nothing is refused: the role's defaults keep them on, C runs with them off
+    # (one load generator is one client address), so these limits are high enough never to answer 429.
+    "edge-limits-on": {"nginx_lb_rate_limit": 1000000, "nginx_lb_rate_limit_burst": 1000000,
+                       "nginx_lb_connection_limit": 65535},
+    # And the security headers on every answer (three add_header lines).
+    "edge-no-security-headers": {"nginx_lb_security_headers": {}},
 }
 
 

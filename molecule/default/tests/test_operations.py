@@ -290,7 +290,7 @@ EDGE_REFUSALS = [
     "nginx_lb_client_keepalive_timeout must be a whole number >= 0, got -1",
     "nginx_lb_rate_limit must be a whole number >= 0, got -1",
     "nginx_lb_rate_limit_burst must be a whole number >= 0, got -1",
-    "nginx_lb_connection_limit must be a whole number >= 0, got -1",
+    "nginx_lb_connection_limit must be a whole number within 0-65535, got -1",
     "nginx_lb_retry_after must be a whole number >= 0, got -1",
     "nginx_lb_https_port must be a whole number within 1-65535, got 70000",
     "nginx_lb_hsts_max_age must be a whole number >= 0, got -1",

@@ -150,7 +150,7 @@ EDGE_BOUNDS = {
     "nginx_lb_client_keepalive_timeout": (0, None),
     "nginx_lb_rate_limit": (0, None),
     "nginx_lb_rate_limit_burst": (0, None),
-    "nginx_lb_connection_limit": (0, None),
+    "nginx_lb_connection_limit": (0, 65535),  # nginx refuses a limit_conn above it
     "nginx_lb_retry_after": (0, None),
     "nginx_lb_https_port": (1, 65535),
     "nginx_lb_hsts_max_age": (0, None),
