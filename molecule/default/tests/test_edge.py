@@ -2,6 +2,7 @@
 (pebble) and Mozilla's intermediate profile, its renewal under load, JSON errors, per-client limits, slow
 clients, and the health path kept from the public."""
 
+import http.client
 import json
 import os
 import socket
@@ -9,10 +10,11 @@ import ssl
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 
-from conftest import LoadGenerator, container_ip, container_of, inventory, wait_for
+from conftest import LoadGenerator, container_ip, container_of, inventory, run_playbook, wait_for, write_inventory
 from tests.support.burst import burst
 from tests.support.endpoint import Endpoint
 from tests.support.latency import latency_sample, percentile
@@ -211,3 +213,27 @@ def test_http2_clients_are_served():
     print(report)
     assert "Application protocol: h2" in report
     assert "status codes: 400 2xx, 0 3xx, 0 4xx, 0 5xx" in report
+
+
+def test_with_the_redirect_on_http_answers_acme_challenges_and_redirects_the_rest(lb_address, tmp_path):
+    # The scenario serves the site on HTTP too (its other tests use it): turn the redirect on for this test.
+    hosts = write_inventory(tmp_path / "hosts.yml",
+                            {"loadbalancers": ["lb1", "lb2"], "backends": ["app1", "app2"]})
+    lb = inventory().get_host("lb1")
+    token = uuid.uuid4().hex
+    challenge = f"/var/lib/nginx-lb/acme/.well-known/acme-challenge/{token}"
+    lb.check_output(f"install -D -m 0644 /dev/null {challenge} && echo {token}.key > {challenge}")
+    try:
+        run_playbook("playbooks/loadbalancers.yml", hosts, "-e", "nginx_lb_https_redirect=true")
+        for path, status, check in ((f"/.well-known/acme-challenge/{token}", 200, lambda answer, body: body ==
+                                     f"{token}.key\n"),
+                                    ("/requestme?a=1", 308, lambda answer, body: answer.getheader("Location") ==
+                                     f"https://{lb_address}/requestme?a=1")):
+            connection = http.client.HTTPConnection(lb_address, 80, timeout=10)
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            body = answer.read().decode()
+            assert answer.status == status and check(answer, body), (path, answer.status, answer.getheaders(), body)
+    finally:
+        run_playbook("playbooks/loadbalancers.yml", hosts)
+        lb.run(f"rm -f {challenge}")
