@@ -131,3 +131,11 @@ def test_a_killed_deploy_leaves_its_lock_until_it_is_broken(hosts_file):
     assert locked_hosts() == []
     # The killed run and the refused one left no line; the run that broke the lock did.
     assert len(trail("app1")) == trail_length + 1
+
+
+def test_the_releases_listing_shows_each_host_s_trail(hosts_file):
+    returncode, output, _ = run_playbook("playbooks/releases.yml", hosts_file, check=False)
+    assert returncode == 0, output[-4000:]
+    last = trail("lb1")[-1]
+    assert f"{last['time']} deploy succeeded release={last['release']}" in " ".join(output.split()), output[-4000:]
+    assert f"{current_release('app1')} installed" in output and "current" in output
