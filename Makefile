@@ -66,6 +66,10 @@ releases: venv ## List the releases installed on each backend
 rollback: venv ## Roll the backends back to the previous release (RELEASE=id for a named one)
 	@$(ANSIBLE_PLAYBOOK) playbooks/rollback.yml $(if $(RELEASE),-e release=$(RELEASE))
 
+.PHONY: maintenance
+maintenance: venv ## Turn maintenance mode on or off on the load balancers (MAINTENANCE=on|off)
+	@$(ANSIBLE_PLAYBOOK) playbooks/maintenance.yml -e maintenance=$(MAINTENANCE)
+
 .PHONY: lint
 lint: venv ## Run yamllint, ansible-lint and the role README check
 	@echo "==> yamllint"
