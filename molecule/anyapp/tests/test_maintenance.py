@@ -37,6 +37,11 @@ def maintenance_state():
     return lb().file(STATE_FILE).content_string
 
 
+def audit_trail(name):
+    text = inventory().get_host(name).run("cat /var/lib/hello-fleet/audit.jsonl").stdout
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def maintenance_on():
     return "\ndefault 1;\n" in maintenance_state()
 
@@ -90,9 +95,15 @@ def test_check_mode_shows_the_change_and_makes_none(hosts_file):
 
 
 def test_turning_it_on_changes_the_load_balancers_once(hosts_file):
+    app_trail = audit_trail("app1")
     _, _, recap = maintenance(hosts_file, "-e", "maintenance=on")
     assert recap["lb1"]["changed"] > 0 and all(recap[name]["changed"] == 0 for name in BACKENDS), recap
     assert maintenance_on()
+    # Recorded where it changed something: on the load balancers only.
+    last = audit_trail("lb1")[-1]
+    assert (last["operation"], last["outcome"], last["hosts"], last["release"]) == (
+        "maintenance", "succeeded", ["lb1"], ""), last
+    assert audit_trail("app1") == app_trail
     _, _, recap = maintenance(hosts_file, "-e", "maintenance=on")
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
@@ -133,11 +144,27 @@ def test_a_rollout_s_drain_and_undrain_leave_maintenance_on(lb_address):
     assert request(f"http://{lb_address}/hello").status == 503
 
 
-def test_maintenance_survives_a_re_run_of_site_yml(hosts_file, lb_address):
+def current_release(name):
+    return inventory().get_host(name).file("/opt/greeter/current").linked_to.rsplit("/", 1)[1]
+
+
+def test_rollouts_run_during_maintenance_and_site_yml_keeps_it_on(hosts_file, lb_address):
+    # Real rollouts, each backend drained, switched, checked and undrained: back
+    # to the previous release (test_anyapp.py's version 2), then site.yml
+    # returns to the inventory's version 1.
+    deployed = {name: current_release(name) for name in BACKENDS}
+    run_playbook("playbooks/rollback.yml", hosts_file)
+    assert all(current_release(name) != deployed[name] for name in BACKENDS)
+    assert maintenance_on()
+    status, _, body = from_lb("/hello", TEAM)
+    assert status == 200 and body["version"] == 2, body
+    assert request(f"http://{lb_address}/hello").status == 503
     _, _, recap = run_playbook("site.yml", hosts_file)
-    assert all(counts["changed"] == 0 for counts in recap.values()), recap
+    assert {name: current_release(name) for name in BACKENDS} == deployed
+    assert recap["lb1"]["changed"] == 0, recap
     assert maintenance_on()
     assert request(f"http://{lb_address}/hello").status == 503
+    assert from_lb("/hello", TEAM)[2]["version"] == 1
 
 
 def test_turning_it_off_serves_everyone_under_load(hosts_file, lb_address):
