@@ -23,12 +23,10 @@ def fleet_input_errors(inputs, groups):
     lock_break = inputs.get("fleet_lock_break", False)
     if not isinstance(lock_break, bool) and str(lock_break).lower() not in BOOLEANS:
         errors.append(f"fleet_lock_break={lock_break!r} is not a boolean (true or false)")
-    fleet_groups = inputs.get("fleet_groups") or []
-    missing = [name for name in fleet_groups if name not in groups]
-    if missing:
-        errors.append(f"fleet_groups={list(fleet_groups)!r}: no inventory group named {', '.join(missing)}")
-    elif not any(groups.get(name) for name in fleet_groups):
-        errors.append(f"fleet_groups={list(fleet_groups)!r}: these groups hold no host to take the lock on")
+    for name in ("fleet_backend_group", "fleet_loadbalancer_group"):
+        group = inputs.get(name)
+        if group is not None and group not in groups:
+            errors.append(f"{name}={group!r}: the inventory has no group of that name")
     return errors
 
 
