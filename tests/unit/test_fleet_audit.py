@@ -3,8 +3,8 @@
 import datetime
 import json
 
-import fleet_audit
 import pytest
+from ansible.module_utils import fleet_trail as fleet_audit
 
 NOW = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.timezone.utc)
 

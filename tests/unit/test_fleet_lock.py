@@ -163,3 +163,36 @@ def test_this_run_s_token_is_the_same_in_every_task(tmp_path):
 def test_the_repository_state_names_the_commit_and_uncommitted_changes(tmp_path):
     state = lock_action.repository_state(str(ROOT))
     assert len(state["commit"]) == 40 and isinstance(state["dirty"], bool)
+
+
+def params(path, state, holder, **extra):
+    return {"path": path, "state": state, "holder": holder, "force": False, **extra}
+
+
+def test_taking_the_lock_reads_the_last_good_release_from_the_trail(path, tmp_path):
+    trail = str(tmp_path / "audit.jsonl")
+    lock_module.append(trail, {"operation": "deploy", "outcome": "succeeded", "release": "r1"})
+    result = lock_module.run(params(path, "acquired", ALICE, trail=trail), False, 1000.0)
+    assert result["acquired"] and result["last_good_release"] == "r1"
+
+
+def test_the_holder_records_its_run_then_releases(path, tmp_path):
+    trail = str(tmp_path / "audit.jsonl")
+    decide(path, "acquired", ALICE)
+    result = lock_module.run(params(path, "released", ALICE, trail=trail, record={"operation": "deploy"}), False, 0)
+    assert result["changed"] and result["recorded"]["operation"] == "deploy"
+    assert not os.path.exists(path) and lock_module.tail(trail, 5)[0][0]["operation"] == "deploy"
+
+
+def test_a_run_that_does_not_hold_the_lock_records_nothing(path, tmp_path):
+    trail = str(tmp_path / "audit.jsonl")
+    decide(path, "acquired", ALICE)
+    result = lock_module.run(params(path, "released", BOB, trail=trail, record={"operation": "deploy"}), False, 0)
+    assert "recorded" not in result and not os.path.exists(trail) and os.path.exists(path)
+
+
+def test_check_mode_records_nothing(path, tmp_path):
+    trail = str(tmp_path / "audit.jsonl")
+    decide(path, "acquired", ALICE)
+    lock_module.run(params(path, "released", ALICE, trail=trail, record={"operation": "deploy"}), True, 0)
+    assert not os.path.exists(trail) and os.path.exists(path)

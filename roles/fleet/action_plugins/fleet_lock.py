@@ -130,7 +130,7 @@ class ActionModule(ActionBase):
     """Runs the fleet_lock module with this run as the holder."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("path", "state", "force"))
+    _VALID_ARGS = frozenset(("path", "state", "force", "trail", "record"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -144,7 +144,8 @@ class ActionModule(ActionBase):
         outcome = self._execute_module(
             module_name="fleet_lock",
             module_args={"path": args["path"], "state": module_state, "holder": holder,
-                         "force": bool(args.get("force", False))},
+                         "force": bool(args.get("force", False)), "trail": args.get("trail"),
+                         "record": args.get("record")},
             task_vars=task_vars,
         )
         result.update(outcome)

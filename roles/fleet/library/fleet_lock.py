@@ -36,6 +36,19 @@ options:
     description: With C(state=acquired), replace a lock that another holder has.
     type: bool
     default: false
+  trail:
+    description:
+      - The host's audit trail. With C(state=acquired), the release of the last good deploy in it is returned;
+        with C(state=released) and I(record), the line is appended to it before the lock is released.
+      - In the same module run as the lock, to spare the run a round trip per host at its start and its end.
+    type: path
+  record:
+    description:
+      - With C(state=released), the line that records the run in I(trail), stamped with this host's time.
+        Written only where this holder has the lock, and not in check mode.
+      - Appending is reported as no change: the trail is a log of runs, as the journal is, so a re-run that
+        changes nothing else stays idempotent.
+    type: dict
 """
 
 RETURN = r"""
@@ -55,6 +68,14 @@ broken:
   description: The holder whose lock C(force) replaced.
   type: dict
   returned: when a lock was broken
+last_good_release:
+  description: The release of the last deploy or rollback that succeeded, from I(trail); empty if none.
+  type: str
+  returned: with state=acquired and trail
+recorded:
+  description: The line appended to I(trail).
+  type: dict
+  returned: when a line was appended
 """
 
 import json
@@ -63,6 +84,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.fleet_trail import append, tail
 
 
 def read_lock(path):
@@ -151,6 +173,23 @@ def decide(path, state, holder, force, check_mode, now):
     return result
 
 
+def run(params, check_mode, now):
+    """decide() for the module's parameters, with the audit trail read or written in the same run."""
+    state, trail = params["state"], params.get("trail")
+    recorded = None
+    # The line goes in while the lock is still this holder's.
+    if state == "released" and trail and params.get("record") and not check_mode:
+        held = read_lock(params["path"])
+        if held is not None and held.get("token") == params["holder"].get("token"):
+            recorded = append(trail, params["record"])
+    result = decide(params["path"], state, params["holder"], params.get("force", False), check_mode, now)
+    if recorded is not None:
+        result["recorded"] = recorded
+    if state == "acquired" and trail:
+        result["last_good_release"] = tail(trail, 0)[1]
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -158,15 +197,15 @@ def main():
             "state": {"type": "str", "choices": ["acquired", "released", "query"], "default": "query"},
             "holder": {"type": "dict", "default": {}},
             "force": {"type": "bool", "default": False},
+            "trail": {"type": "path"},
+            "record": {"type": "dict"},
         },
         supports_check_mode=True,
     )
     params = module.params
     if params["state"] != "query" and not params["holder"].get("token"):
         module.fail_json(msg="fleet_lock: a holder with a token is needed to take or release the lock")
-    result = decide(params["path"], params["state"], params["holder"], params["force"],
-                    module.check_mode, time.time())
-    module.exit_json(**result)
+    module.exit_json(**run(params, module.check_mode, time.time()))
 
 
 if __name__ == "__main__":
