@@ -110,3 +110,35 @@ def test_files_report_checksum_owner_group_and_mode_as_the_template_module_compa
         str(tmp_path / "missing.conf"): {},
         str(tmp_path / "a-directory"): {},
     }
+
+
+def test_directories_report_owner_group_and_mode_as_the_file_module_compares(host, tmp_path):
+    import grp
+    import os
+    import pwd
+
+    made = tmp_path / "tls"
+    made.mkdir()
+    made.chmod(0o700)
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-link").symlink_to(made)
+    paths = [str(made), str(tmp_path / "missing"), str(tmp_path / "a-file"), str(tmp_path / "a-link")]
+    directories = run(directories=paths)["directories"]
+    assert directories == {
+        str(made): {"owner": pwd.getpwuid(os.getuid()).pw_name, "group": grp.getgrgid(os.getgid()).gr_name,
+                    "mode": "0700"},
+        # A file task with state=directory would not take a file or a link for the directory it makes.
+        str(tmp_path / "missing"): {}, str(tmp_path / "a-file"): {}, str(tmp_path / "a-link"): {},
+    }
+
+
+def test_more_units_are_read_by_their_full_name(host):
+    host["systemctl"] = (0, "ActiveState=active\nUnitFileState=enabled\n")
+    result = run(units=["certbot.timer"])
+    assert result["units"] == {"certbot.timer": {"active": "active", "enabled": "enabled"}}
+    assert [command[-1] for command in host["commands"]] == ["nginx.service", "certbot.timer"]
+
+
+def test_no_more_units_asks_systemd_about_the_service_alone(host):
+    assert run()["units"] == {}
+    assert [command[-1] for command in host["commands"]] == ["nginx.service"]

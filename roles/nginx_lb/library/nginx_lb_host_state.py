@@ -12,10 +12,12 @@ description:
   - Reads, without changing anything, which of I(packages) dpkg does not list
     as installed, whether each kernel setting in I(sysctl) exists under
     C(/proc/sys) and may be written there, which of I(paths) exist, the
-    checksum, owner, group and mode of each of I(files), and the I(service)
-    unit's ActiveState and UnitFileState.
+    checksum, owner, group and mode of each of I(files), the owner, group and
+    mode of each of I(directories), and the I(service) unit's and each of
+    I(units)' ActiveState and UnitFileState.
   - One module run instead of an apt, a stat per setting, a file, a systemd
-    task and the template and copy tasks whose files are already as wanted.
+    task and the template, copy and file tasks whose files and directories
+    are already as wanted.
     On a re-run that changes nothing, those round trips are most of the time
     the load balancer's play takes.
 options:
@@ -39,10 +41,20 @@ options:
     type: list
     elements: path
     default: []
+  directories:
+    description: Directories the role creates; their state is returned in RV(directories).
+    type: list
+    elements: path
+    default: []
   service:
     description: A systemd unit's name, without .service.
     type: str
     required: true
+  units:
+    description: More systemd units, by full name (e.g. C(certbot.timer)); their state is returned in RV(units).
+    type: list
+    elements: str
+    default: []
 """
 
 RETURN = r"""
@@ -65,6 +77,16 @@ files:
     Per path of I(files): C(checksum) (SHA-1, as the template and copy modules compare), C(owner),
     C(group) (names) and C(mode) (an octal string such as C("0644")); an empty dict for a path that is
     not a regular file.
+  type: dict
+  returned: always
+directories:
+  description: >-
+    Per path of I(directories): C(owner), C(group) (names) and C(mode) (an octal string such as
+    C("0755")); an empty dict for a path that is not a directory.
+  type: dict
+  returned: always
+units:
+  description: Per unit of I(units), C(active) (ActiveState) and C(enabled) (UnitFileState), read as for I(service).
   type: dict
   returned: always
 service_active:
@@ -104,11 +126,20 @@ def file_state(module, path):
     return {"checksum": module.sha1(path), "owner": info["owner"], "group": info["group"], "mode": info["mode"]}
 
 
-def unit_state(module, service):
+def directory_state(module, path):
+    """What a file task with state=directory compares: owner, group and mode; {} if no directory."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        return {}
+    info = module.add_path_info({"path": path})
+    return {"owner": info["owner"], "group": info["group"], "mode": info["mode"]}
+
+
+def unit_state(module, unit):
+    """A unit's (ActiveState, UnitFileState); ("inactive", "") when systemd cannot tell of it."""
     systemctl = module.get_bin_path("systemctl")
     if systemctl is None:
         return "inactive", ""
-    rc, out, _ = module.run_command([systemctl, "show", "--property=ActiveState,UnitFileState", service + ".service"])
+    rc, out, _ = module.run_command([systemctl, "show", "--property=ActiveState,UnitFileState", unit])
     state = dict(line.partition("=")[::2] for line in out.splitlines()) if rc == 0 else {}
     return state.get("ActiveState") or "inactive", state.get("UnitFileState", "")
 
@@ -120,7 +151,9 @@ def main():
             "sysctl": {"type": "list", "elements": "str", "default": []},
             "paths": {"type": "list", "elements": "path", "default": []},
             "files": {"type": "list", "elements": "path", "default": []},
+            "directories": {"type": "list", "elements": "path", "default": []},
             "service": {"type": "str", "required": True},
+            "units": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
@@ -129,13 +162,19 @@ def main():
     for name in module.params["sysctl"]:
         path = os.path.join("/proc/sys", *name.split("."))
         sysctl[name] = {"exists": os.path.exists(path), "writeable": os.access(path, os.W_OK)}
-    active, enabled = unit_state(module, module.params["service"])
+    active, enabled = unit_state(module, module.params["service"] + ".service")
+    units = {}
+    for unit in module.params["units"]:
+        unit_active, unit_enabled = unit_state(module, unit)
+        units[unit] = {"active": unit_active, "enabled": unit_enabled}
     module.exit_json(
         changed=False,
         missing_packages=[package for package in module.params["packages"] if package not in installed],
         sysctl=sysctl,
         existing_paths=[path for path in module.params["paths"] if os.path.lexists(path)],
         files={path: file_state(module, path) for path in module.params["files"]},
+        directories={path: directory_state(module, path) for path in module.params["directories"]},
+        units=units,
         service_active=active,
         service_enabled=enabled,
     )
