@@ -46,6 +46,13 @@ engine: ## Make sure a Docker engine answers and the systemd image exists
 	@scripts/ensure-docker
 	@scripts/build-image
 
+# make test uses only the default release's images (make engine); the others
+# are for the scenarios and CI jobs of the other supported releases.
+.PHONY: images
+images: ## Build the systemd test images of every supported release (bookworm, trixie, noble)
+	@scripts/ensure-docker
+	@scripts/build-image all
+
 .PHONY: up
 up: venv engine ## Deploy the stack onto the local lab (creates it if needed)
 	@scripts/lab-up $(INVENTORY)
