@@ -25,6 +25,10 @@ export ANSIBLE_FORCE_COLOR ?= 0
 # they are read from this machine's apt sources. `make up DEBIAN_MIRROR=URL`
 # and the environment both reach the scripts.
 export DEBIAN_MIRROR UBUNTU_MIRROR
+# The release the Molecule scenarios' hosts run (scripts/build-image names
+# them): unset, Debian 12's image; `make test-molecule-default
+# MOLECULE_PLATFORM=trixie` runs the scenario on Debian 13's.
+export MOLECULE_PLATFORM
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help
@@ -45,6 +49,14 @@ venv: $(BIN)/ansible-playbook ## Create the controller's virtual environment
 engine: ## Make sure a Docker engine answers and the systemd image exists
 	@scripts/ensure-docker
 	@scripts/build-image
+	@$(if $(MOLECULE_PLATFORM),scripts/build-image $(MOLECULE_PLATFORM),true)
+
+# make test uses only the default release's images (make engine); the others
+# are for the scenarios and CI jobs of the other supported releases.
+.PHONY: images
+images: ## Build the systemd test images of every supported release (bookworm, trixie, noble)
+	@scripts/ensure-docker
+	@scripts/build-image all
 
 .PHONY: up
 up: venv engine ## Deploy the stack onto the local lab (creates it if needed)
@@ -100,7 +112,7 @@ test-unit: venv ## Run the unit tests of the roles' Python and of the test suppo
 	@$(BIN)/pytest -q tests/unit
 
 .PHONY: test-molecule
-test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default anyapp", MOLECULE_JOBS=1)
+test-molecule: venv engine ## Run every Molecule scenario, 2 at a time (SCENARIOS="default anyapp", MOLECULE_JOBS=1, MOLECULE_PLATFORM=noble)
 	@scripts/test-molecule $(SCENARIOS)
 
 # One scenario: make test-molecule-default.

@@ -9,12 +9,33 @@ export PROJECT_ROOT
 LOG_DIR="${LOG_DIR:-${PROJECT_ROOT}/.logs}"
 mkdir -p "${LOG_DIR}"
 
-# Name of the systemd-capable base image used by Molecule and the local lab.
-TEST_IMAGE="${TEST_IMAGE:-hello-service/debian-systemd:bookworm}"
+# The platforms the test images are built for (scripts/build-image PLATFORM),
+# each a release codename; the first is the default, which the lab and every
+# Molecule scenario run.
+PLATFORMS=(bookworm trixie noble)
+
+# platform_archive PLATFORM: the archive a platform's release comes from.
+platform_archive() {
+  case "$1" in
+    bookworm | trixie) echo debian ;;
+    noble) echo ubuntu ;;
+    *) return 1 ;;
+  esac
+}
+
+# platform_image PLATFORM [molecule]: a platform's systemd image, or the
+# Molecule scenarios' image built on it (the same with the backends' packages
+# installed: images/systemd-molecule), e.g.
+# hello-service/ubuntu-systemd-molecule:noble.
+platform_image() {
+  printf 'hello-service/%s-systemd%s:%s\n' "$(platform_archive "$1")" "${2:+-$2}" "$1"
+}
+
+# The default platform's images, used by the local lab and by
+# molecule/shared/create.yml; the environment may name others.
+TEST_IMAGE="${TEST_IMAGE:-$(platform_image "${PLATFORMS[0]}")}"
 export TEST_IMAGE
-# The Molecule scenarios' image: the same with the backends' packages installed
-# (images/debian-systemd-molecule); molecule/shared/create.yml runs it.
-MOLECULE_IMAGE="${MOLECULE_IMAGE:-hello-service/debian-systemd-molecule:bookworm}"
+MOLECULE_IMAGE="${MOLECULE_IMAGE:-$(platform_image "${PLATFORMS[0]}" molecule)}"
 export MOLECULE_IMAGE
 
 step() { printf '==> %s\n' "$*"; }

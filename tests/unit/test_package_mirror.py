@@ -150,10 +150,16 @@ def test_ubuntu_machine_has_no_debian_archive(apt):
         apt.find("debian", "trixie")
 
 
-def test_debian_machine_has_no_ubuntu_archive(apt):
+def test_debian_machine_reads_ubuntu_from_ubuntus_own_archive(apt):
     apt.write("debian.sources", DEBIAN_DEB822)
-    with pytest.raises(package_mirror.MirrorError, match="set UBUNTU_MIRROR"):
-        apt.find("ubuntu", "noble")
+    mirror, origin = apt.find("ubuntu", "noble")
+    assert mirror == "http://archive.ubuntu.com/ubuntu"
+    assert "no UBUNTU_MIRROR set" in origin
+
+
+def test_ubuntu_input_variable_replaces_ubuntus_own_archive(apt):
+    apt.write("debian.sources", DEBIAN_DEB822)
+    assert apt.find("ubuntu", "noble", {"UBUNTU_MIRROR": GIVEN}) == (GIVEN, "UBUNTU_MIRROR")
 
 
 def test_ubuntu_input_variable(apt):
@@ -272,12 +278,12 @@ def test_command_prints_the_mirror_and_writes_the_sources(apt, tmp_path, capsys)
 
 def test_command_error_names_the_variable_and_writes_nothing(apt, tmp_path, capsys):
     output = tmp_path / "image.sources"
-    status = package_mirror.main(["--archive", "ubuntu", "--suite", "noble", "--sources-file", str(output)]
+    status = package_mirror.main(["--archive", "debian", "--suite", "trixie", "--sources-file", str(output)]
                                  + apt.argv(), environ={})
     assert status == 3
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("ERROR: no Ubuntu archive") and "set UBUNTU_MIRROR" in captured.err
+    assert captured.err.startswith("ERROR: no Debian archive") and "set DEBIAN_MIRROR" in captured.err
     assert not output.exists()
 
 

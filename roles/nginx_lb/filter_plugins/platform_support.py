@@ -1,0 +1,1 @@
+../../flask_app/filter_plugins/platform_support.py
