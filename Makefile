@@ -51,12 +51,14 @@ engine: ## Make sure a Docker engine answers and the systemd image exists
 	@scripts/build-image
 	@$(if $(MOLECULE_PLATFORM),scripts/build-image $(MOLECULE_PLATFORM),true)
 
-# make test uses only the default release's images (make engine); the others
-# are for the scenarios and CI jobs of the other supported releases.
+# Debian 12's images are make engine's; the rolling scenario's mixed fleet and
+# the CI jobs of the other supported releases need the others too.
 .PHONY: images
-images: ## Build the systemd test images of every supported release (bookworm, trixie, noble)
-	@scripts/ensure-docker
+images: engine ## Build the systemd test images of every supported release (bookworm, trixie, noble)
 	@scripts/build-image all
+
+# The rolling scenario's fleet mixes every supported release.
+test-molecule test-molecule-rolling: images
 
 .PHONY: up
 up: venv engine ## Deploy the stack onto the local lab (creates it if needed)
