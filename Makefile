@@ -57,7 +57,9 @@ engine: ## Make sure a Docker engine answers and the systemd image exists
 images: engine ## Build the systemd test images of every supported release (bookworm, trixie, noble)
 	@scripts/build-image all
 
-# The rolling scenario's fleet mixes every supported release.
+# The rolling scenario's fleet mixes every supported release. make test builds
+# them first: a suite waiting on a prerequisite inside the parallel make would
+# give its slot to the suites after it.
 test-molecule test-molecule-rolling: images
 
 .PHONY: up
@@ -135,6 +137,6 @@ test-bench: venv engine ## Run the benchmark harness in its short smoke mode
 	@bench/run --smoke
 
 .PHONY: test
-test: lint test-unit test-app ## Run every test (TEST_JOBS container suites at a time)
+test: lint test-unit test-app images ## Run every test (TEST_JOBS container suites at a time)
 	@$(MAKE) --no-print-directory -j $(TEST_JOBS) --output-sync=target $(TEST_SUITES)
 	@echo "==> all tests passed"
