@@ -58,8 +58,8 @@ images: engine ## Build the systemd test images of every supported release (book
 	@scripts/build-image all
 
 # The rolling scenario's fleet mixes every supported release. make test builds
-# them first: a suite waiting on a prerequisite inside the parallel make would
-# give its slot to the suites after it.
+# every image first, then starts the suites in order with nothing left to wait
+# for (-o): a suite waiting on a prerequisite would give its slot to the next.
 test-molecule test-molecule-rolling: images
 
 .PHONY: up
@@ -138,5 +138,5 @@ test-bench: venv engine ## Run the benchmark harness in its short smoke mode
 
 .PHONY: test
 test: lint test-unit test-app images ## Run every test (TEST_JOBS container suites at a time)
-	@$(MAKE) --no-print-directory -j $(TEST_JOBS) --output-sync=target $(TEST_SUITES)
+	@$(MAKE) --no-print-directory -j $(TEST_JOBS) --output-sync=target -o engine -o images $(TEST_SUITES)
 	@echo "==> all tests passed"
