@@ -27,8 +27,19 @@ def load(path):
         return yaml.safe_load(stream) or {}
 
 
+# Each supported release by the codename meta/main.yml lists it under, with
+# the systemd it ships.
+RELEASES = {
+    "bookworm": ({"distribution": "Debian", "version": "12"}, 252),
+    "trixie": ({"distribution": "Debian", "version": "13"}, 257),
+    "noble": ({"distribution": "Ubuntu", "version": "24.04"}, 255),
+}
+
+
 def supported_platforms(role):
-    return load(ROOT / "roles" / role / "vars" / "main.yml")[f"__{role}_supported_platforms"]
+    """The releases a role declares in its metadata (galaxy_info.platforms), as the filter takes them."""
+    platforms = load(ROOT / "roles" / role / "meta" / "main.yml")["galaxy_info"]["platforms"]
+    return [RELEASES[codename][0] for platform in platforms for codename in platform["versions"]]
 
 
 @pytest.mark.parametrize("host_facts", [
@@ -121,6 +132,5 @@ def test_every_directive_of_the_unit_is_read_by_every_supported_release_s_system
                 / "flask_app.service.j2").read_text()
     directives = set(re.findall(r"^([A-Z][A-Za-z]+)=", template, re.MULTILINE))
     assert sorted(directives - UNIT_DIRECTIVE_SINCE.keys()) == [], "add the directive's first systemd release above"
-    oldest = min(load(ROOT / "roles" / "flask_app" / "vars" / f"{p['distribution']}-{p['version']}.yml")
-                 ["__flask_app_systemd_version"] for p in supported_platforms("flask_app"))
+    oldest = min(systemd for platform, systemd in RELEASES.values() if platform in supported_platforms("flask_app"))
     assert {name: UNIT_DIRECTIVE_SINCE[name] for name in directives if UNIT_DIRECTIVE_SINCE[name] > oldest} == {}
