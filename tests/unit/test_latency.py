@@ -2,7 +2,7 @@
 
 import random
 
-from tests.support.latency import latency_sample, percentile
+from tests.support.latency import latency_sample, latency_sample_apart, percentile
 from tests.unit.local_pki import make_server_files
 from tests.unit.local_servers import CountingHTTPHandler, server_context, serving_http, unused_port
 
@@ -25,6 +25,13 @@ def test_each_request_is_a_new_client_and_non_2xx_answers_are_counted():
     assert server.connections == 12
     assert len(sample.latencies) == 12 and sample.latencies == sorted(sample.latencies)
     assert sample.non_2xx == 3 and not sample.errors
+
+
+def test_a_sample_apart_counts_as_one_taken_here():
+    with serving_http(EveryFourthFails) as server:
+        sample = latency_sample_apart(f"http://127.0.0.1:{server.port}/", requests=8)
+    assert server.connections == 8 and len(sample.latencies) == 8 and sample.latencies == sorted(sample.latencies)
+    assert sample.non_2xx == 2 and not sample.errors
 
 
 def test_requests_that_get_no_answer_are_counted_not_raised():
