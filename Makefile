@@ -15,8 +15,10 @@ ANSIBLE_PLAYBOOK := $(BIN)/ansible-playbook -i $(INVENTORY)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 # make test's container suites, started in this order, TEST_JOBS at a time:
 # the longest first, so that the short ones fill in beside it. Each has its
-# own containers and network; most of their time is spent waiting on them
-# (paced load, health polls, docker exec round trips), not on the CPU.
+# own containers and network. Side by side they overlap their waits (paced
+# load, health polls), but on two cores they mostly share the CPU (Ansible's
+# forks, the hosts' Python, the load): what shortens make test is less work
+# per suite, not more suites at once.
 TEST_SUITES ?= $(addprefix test-molecule-,rolling default $(filter-out rolling default,$(SCENARIOS))) test-lab test-bench
 TEST_JOBS ?= 3
 
