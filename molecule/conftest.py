@@ -8,7 +8,7 @@ tests/support by concern; the scenarios import them from here.
 
 import pytest
 
-from tests.support.hosts import (SERVICE, connection_header, container_ip, container_of, drained_endpoints,
+from tests.support.hosts import (SERVICE, address_of, connection_header, container_ip, container_of, drained_endpoints,
                                  gunicorn_pids, healthz, hosts_in, inventory, inventory_name, journal,
                                  listening_sockets, rotation, upstream_lines, upstream_peers, upstream_servers,
                                  write_inventory)
@@ -18,10 +18,11 @@ from tests.support.web import EXPECTED_BODY, Response, request, wait_for
 
 PROJECT = str(PROJECT_ROOT)
 
-__all__ = ["EXPECTED_BODY", "PROJECT", "SERVICE", "LoadGenerator", "Response", "ansible_command", "connection_header",
-           "container_ip", "container_of", "drained_endpoints", "gunicorn_pids", "healthz", "hosts_in", "inventory",
-           "inventory_name", "journal", "listening_sockets", "request", "rotation", "run_as_user", "run_playbook",
-           "upstream_lines", "upstream_peers", "upstream_servers", "wait_for", "write_inventory"]
+__all__ = ["EXPECTED_BODY", "PROJECT", "SERVICE", "LoadGenerator", "Response", "address_of", "ansible_command",
+           "connection_header", "container_ip", "container_of", "drained_endpoints", "gunicorn_pids", "healthz",
+           "hosts_in", "inventory", "inventory_name", "journal", "listening_sockets", "request", "rotation",
+           "run_as_user", "run_playbook", "upstream_lines", "upstream_peers", "upstream_servers", "wait_for",
+           "write_inventory"]
 
 
 @pytest.fixture(scope="session")

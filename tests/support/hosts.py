@@ -1,11 +1,13 @@
 """The hosts of the running Molecule scenario: chosen by inventory group,
 reached with testinfra, and the facts the tests read off them."""
 
+import functools
 import json
 import os
 import subprocess
 
 import testinfra.utils.ansible_runner
+import yaml
 
 from tests.support import inventory as inventories
 from tests.support.playbook import PROJECT_ROOT, ansible_command
@@ -30,8 +32,34 @@ def hosts_in(group):
     return inventory().get_hosts(group)
 
 
+@functools.cache
+def _containers():
+    """Inventory name -> container name, from the instance config the scenario's create step wrote."""
+    with open(os.environ["MOLECULE_INSTANCE_CONFIG"], encoding="utf-8") as config:
+        return {instance["instance"]: instance["container"] for instance in yaml.safe_load(config)}
+
+
 def container_of(name):
+    """The Docker container of the inventory host NAME, for what only docker does (kill, inspect, exec as a
+    client inside it)."""
+    return _containers()[name]
+
+
+def address_of(name):
+    """The address the inventory gives NAME (ansible_host): what Ansible connects to and what the load
+    balancers' upstream names, unless a test's inventory says otherwise."""
     return inventory().get_variables(name)["ansible_host"]
+
+
+# The variables that say how Ansible reaches a host, copied from Molecule's inventory.
+CONNECTION_VARIABLES = ("ansible_host", "ansible_port", "ansible_user", "ansible_connection",
+                        "ansible_private_key_file", "ansible_ssh_common_args")
+
+
+def connection_of(name):
+    """How Molecule's inventory reaches NAME, for the inventories the tests write."""
+    variables = inventory().get_variables(name)
+    return {key: variables[key] for key in CONNECTION_VARIABLES if key in variables}
 
 
 def container_ip(container):
@@ -61,8 +89,7 @@ def write_inventory(path, groups, group_vars=None, host_vars=None, all_vars=None
     """An inventory of the scenario's containers with the given group membership and variables, on top of
     the group variables of the scenario's own inventory."""
     members = {
-        group: {name: {"ansible_host": container_of(name), "ansible_connection": "community.docker.docker",
-                       "ansible_user": "root", **(host_vars or {}).get(name, {})} for name in names}
+        group: {name: {**connection_of(name), **(host_vars or {}).get(name, {})} for name in names}
         for group, names in groups.items()
     }
     variables = scenario_group_vars()
@@ -130,9 +157,9 @@ def rotation(lb, **arguments):
 
 
 def inventory_name(testinfra_host):
-    """The inventory name of a testinfra host, which testinfra knows by its container's name."""
+    """The inventory name of a testinfra host, which testinfra knows by its address."""
     hostname = testinfra_host.backend.get_hostname()
-    return next((name for name in inventory().get_hosts("all") if container_of(name) == hostname), hostname)
+    return next((name for name in inventory().get_hosts("all") if address_of(name) == hostname), hostname)
 
 
 def upstream_servers(lb):

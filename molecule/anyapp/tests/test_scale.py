@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from conftest import (container_ip, container_of, inventory, request, run_playbook, upstream_lines, upstream_servers,
-                      write_inventory)
+from conftest import (address_of, container_ip, container_of, inventory, request, run_playbook, upstream_lines,
+                      upstream_servers, write_inventory)
 
 SERVICE = "greeter"
 PATH = "/hello"
@@ -39,7 +39,8 @@ def test_limit_to_loadbalancers_keeps_every_backend(tmp_path, lb):
 
 def added_servers(output, backend):
     """Lines of a --diff output that add an upstream server line for BACKEND (by its address)."""
-    return [line for line in output.splitlines() if line.startswith("+") and f"server {container_of(backend)}:8080 " in line]
+    server = f"server {address_of(backend)}:8080 "
+    return [line for line in output.splitlines() if line.startswith("+") and server in line]
 
 
 def test_check_mode_previews_a_new_backend_and_changes_nothing(tmp_path, lb):

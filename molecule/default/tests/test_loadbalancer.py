@@ -8,8 +8,8 @@ import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
-from conftest import (container_ip, container_of, hosts_in, inventory, inventory_name, journal, request, upstream_lines,
-                      upstream_servers)
+from conftest import (address_of, container_ip, container_of, hosts_in, inventory, inventory_name, journal, request,
+                      upstream_lines, upstream_servers)
 
 testinfra_hosts = hosts_in("loadbalancers")
 
@@ -32,7 +32,7 @@ def test_upstream_names_every_backend(host):
     backends = inventory().get_hosts("backends")
     # As nginx reads it, by address, and as the rotation state holds it, by inventory name.
     lines = upstream_lines(host)
-    assert sorted(line.split()[1] for line in lines) == sorted(f"{container_of(name)}:8080" for name in backends), lines
+    assert sorted(line.split()[1] for line in lines) == sorted(f"{address_of(name)}:8080" for name in backends), lines
     assert not any(" down;" in line for line in lines), lines
     assert upstream_servers(host) == sorted(backends)
 

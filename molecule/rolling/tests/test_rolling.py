@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import (LoadGenerator, PROJECT, SERVICE, connection_header, container_ip, container_of,
+from conftest import (PROJECT, SERVICE, LoadGenerator, address_of, connection_header, container_ip, container_of,
                       drained_endpoints, gunicorn_pids, healthz, inventory, listening_sockets, rotation, run_playbook,
                       upstream_lines, upstream_peers, upstream_servers, wait_for, write_inventory)
 
@@ -133,7 +133,7 @@ def test_broken_release_fails_on_the_canary_alone_and_stops_the_rollout(tmp_path
     # app1 went back to R2 and serves it, out of rotation; the others were never switched.
     assert current_release("app1") == state["R2"] and serving_release("app1") == state["R2"]
     assert rotation("lb1")["drained"] == ["app1"]
-    assert drained_endpoints(host("lb1")) == [f"{container_of('app1')}:8080"]
+    assert drained_endpoints(host("lb1")) == [f"{address_of('app1')}:8080"]
     for name in BACKENDS[1:]:
         assert current_release(name) == state["R2"]
         assert started_at(name) == untouched[name], f"{name} was restarted"
@@ -198,7 +198,7 @@ def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path,
         # The refusal comes from the load balancer, delegated to from the backend: "[app1 -> lb1(...)]".
         assert "[app1 -> lb1" in output, output[-3000:]
         assert rotation("lb1")["drained"] == ["app3"]
-        assert drained_endpoints(lb) == [f"{container_of('app3')}:8080"]
+        assert drained_endpoints(lb) == [f"{address_of('app3')}:8080"]
         assert {name: current_release(name) for name in BACKENDS} == {name: state["R1"] for name in BACKENDS}
     finally:
         run_playbook("playbooks/loadbalancers.yml", hosts_file)
