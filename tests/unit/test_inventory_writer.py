@@ -40,8 +40,13 @@ def test_an_empty_group_and_a_group_with_variables_only(tmp_path):
 def test_a_scenario_inventory_reaches_the_scenario_containers(tmp_path, monkeypatch):
     from tests.support import hosts
 
+    # As Molecule writes it from the scenario's instance config: how to reach each host, and nothing else
+    # of the host's that the written inventory should carry.
+    reach = {"ansible_connection": "ssh", "ansible_port": 22, "ansible_user": "root",
+             "ansible_private_key_file": "/tmp/s/ssh/id_ed25519", "ansible_ssh_common_args": "-o ControlPersist=60s"}
     molecule_inventory = inventory.write(tmp_path / "molecule.yml", inventory.document(
-        {"ungrouped": {name: {"ansible_host": f"molecule-s-{name}"} for name in ("lb1", "app1", "app2")}}))
+        {"ungrouped": {name: {"ansible_host": f"172.30.0.{number}", "molecule_only": True, **reach}
+                       for number, name in enumerate(("lb1", "app1", "app2"), start=2)}}))
     monkeypatch.setenv("MOLECULE_INVENTORY_FILE", str(molecule_inventory))
     # testinfra reads the inventory with the ansible-inventory on PATH, as under make.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -56,6 +61,5 @@ def test_a_scenario_inventory_reaches_the_scenario_containers(tmp_path, monkeypa
     scenario = hosts.scenario_group_vars()
     assert scenario["all"] and scenario["loadbalancers"], "the shared Molecule config sets group variables"
     assert app2 == {**scenario["all"], **scenario.get("backends", {}),
-                    "ansible_host": "molecule-s-app2", "ansible_connection": "community.docker.docker",
-                    "ansible_user": "root", "nginx_lb_backend_weight": 3, "flask_app_port": 8081,
+                    "ansible_host": "172.30.0.4", **reach, "nginx_lb_backend_weight": 3, "flask_app_port": 8081,
                     "nginx_lb_backend_down": "{{ inventory_hostname == 'app1' }}"}
