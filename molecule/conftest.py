@@ -8,7 +8,7 @@ tests/support by concern; the scenarios import them from here.
 
 import pytest
 
-from tests.support.hosts import (SERVICE, address_of, connection_header, container_ip, container_of, drained_endpoints,
+from tests.support.hosts import (SERVICE, address_of, connection_header, container_of, drained_endpoints,
                                  gunicorn_pids, healthz, hosts_in, inventory, inventory_name, journal,
                                  listening_sockets, rotation, upstream_lines, upstream_peers, upstream_servers,
                                  write_inventory)
@@ -19,7 +19,7 @@ from tests.support.web import EXPECTED_BODY, Response, request, wait_for
 PROJECT = str(PROJECT_ROOT)
 
 __all__ = ["EXPECTED_BODY", "PROJECT", "SERVICE", "LoadGenerator", "Response", "address_of", "ansible_command",
-           "connection_header", "container_ip", "container_of", "drained_endpoints", "gunicorn_pids", "healthz",
+           "connection_header", "container_of", "drained_endpoints", "gunicorn_pids", "healthz",
            "hosts_in", "inventory", "inventory_name", "journal", "listening_sockets", "request", "rotation",
            "run_playbook", "upstream_lines", "upstream_peers", "upstream_servers", "wait_for", "write_inventory"]
 
@@ -27,7 +27,7 @@ __all__ = ["EXPECTED_BODY", "PROJECT", "SERVICE", "LoadGenerator", "Response", "
 @pytest.fixture(scope="session")
 def lb_url():
     lb = inventory().get_hosts("loadbalancers")[0]
-    return f"http://{container_ip(container_of(lb))}"
+    return f"http://{address_of(lb)}"
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def backend_by_address():
     balancers, nor the test servers a scenario runs beside them (the acme_servers group)."""
     runner = inventory()
     hosts = set(runner.get_hosts("all")) - set(runner.get_hosts("loadbalancers")) - set(runner.get_hosts("acme_servers"))
-    return {f"{container_ip(container_of(name))}:8080": name for name in hosts}
+    return {f"{address_of(name)}:8080": name for name in hosts}
 
 
 @pytest.fixture(scope="session")

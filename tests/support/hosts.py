@@ -62,15 +62,6 @@ def connection_of(name):
     return {key: variables[key] for key in CONNECTION_VARIABLES if key in variables}
 
 
-def container_ip(container):
-    output = subprocess.run(
-        ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container],
-        check=True, capture_output=True, text=True,
-    ).stdout.split()
-    assert output, f"container {container} has no address"
-    return output[0]
-
-
 def scenario_group_vars():
     """The group variables the scenario's own inventory sets (the shared Molecule config, then the
     scenario's molecule.yml), so that the inventories the tests write deploy the same app the same way."""

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PROJECT, LoadGenerator, container_ip, container_of, inventory, request, run_playbook, wait_for,
-                      write_inventory)
+from conftest import (PROJECT, LoadGenerator, address_of, inventory, request, run_playbook, wait_for, write_inventory)
 
 testinfra_hosts = []
 
@@ -43,7 +42,7 @@ def hosts_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lb_address():
-    return container_ip(container_of("lb1"))
+    return address_of("lb1")
 
 
 def current_release(name):
@@ -51,7 +50,7 @@ def current_release(name):
 
 
 def version_on(name):
-    return request(f"http://{container_ip(container_of(name))}:8080/hello").json()["version"]
+    return request(f"http://{address_of(name)}:8080/hello").json()["version"]
 
 
 def hook_runs(when):
@@ -95,7 +94,7 @@ def test_the_app_serves_through_the_load_balancer(lb_address):
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_the_health_path_answers_without_a_release(name):
-    answer = request(f"http://{container_ip(container_of(name))}:8080/ping")
+    answer = request(f"http://{address_of(name)}:8080/ping")
     assert (answer.status, answer.json()) == (200, {"ok": True})
 
 

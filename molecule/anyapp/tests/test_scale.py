@@ -7,8 +7,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import (address_of, container_ip, container_of, inventory, request, run_playbook, upstream_lines,
-                      upstream_servers, write_inventory)
+from conftest import (address_of, inventory, request, run_playbook, upstream_lines, upstream_servers, write_inventory)
 
 SERVICE = "greeter"
 PATH = "/hello"
@@ -71,7 +70,7 @@ def test_check_mode_previews_a_new_load_balancer_and_changes_nothing(tmp_path):
 
 def test_an_ipv6_backend_address_is_bracketed_and_serves(tmp_path, lb, lb_url):
     # An IPv4-mapped IPv6 address reaches app1 over the scenario's IPv4-only network.
-    mapped = f"::ffff:{container_ip(container_of('app1'))}"
+    mapped = f"::ffff:{address_of('app1')}"
     plain = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": ["app1", "app2"]}, LB_VARS)
     ipv6 = write_inventory(tmp_path / "ipv6.yml", {"loadbalancers": ["lb1"], "backends": ["app1", "app2"]}, LB_VARS,
                            all_vars={"nginx_lb_backend_address":
@@ -94,7 +93,7 @@ def test_adding_a_backend_puts_it_in_rotation(tmp_path, lb, lb_url, backend_by_a
     assert recap["app3"]["changed"] > 0
     assert upstream_servers(lb) == ["app1", "app2", "app3"]
     # The new backend serves the release the others serve.
-    assert request(f"http://{container_ip(container_of('app3'))}:8080{PATH}").json()["version"] == 1
+    assert request(f"http://{address_of('app3')}:8080{PATH}").json()["version"] == 1
     assert set(served_by(lb_url, backend_by_address)) == {"app1", "app2", "app3"}
     # And the re-run is idempotent again.
     _, _, recap = run_playbook("site.yml", path)

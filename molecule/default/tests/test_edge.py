@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import (PROJECT, LoadGenerator, container_ip, container_of, inventory, request, run_playbook, wait_for,
+from conftest import (PROJECT, LoadGenerator, address_of, container_of, inventory, request, run_playbook, wait_for,
                       write_inventory)
 from tests.support.burst import burst
 from tests.support.endpoint import Endpoint
@@ -29,14 +29,14 @@ SITE_CERTIFICATE = "/etc/nginx/tls/hello-service.crt"
 
 @pytest.fixture(scope="module")
 def lb_address():
-    return container_ip(container_of("lb1"))
+    return address_of("lb1")
 
 
 @pytest.fixture(scope="module")
 def acme_root(tmp_path_factory):
     """pebble's root certificate, from its management API: it signs each run's certificates afresh."""
     directory_ca = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "acme-tls", "ca.crt")
-    endpoint = Endpoint(f"https://{container_ip(container_of('acme'))}:15000/roots/0", cafile=directory_ca,
+    endpoint = Endpoint(f"https://{address_of('acme')}:15000/roots/0", cafile=directory_ca,
                         server_name="acme")
     connection = endpoint.connect()
     connection.request("GET", endpoint.path, headers=endpoint.headers)
@@ -219,7 +219,7 @@ def test_a_forced_renewal_under_load_installs_a_new_certificate_and_fails_no_req
 
 def test_a_second_load_balancer_gets_its_certificate_through_the_first(acme_root):
     # The name resolves to lb1; lb2's challenges reach lb1, which has no answer and relays them to lb2.
-    lb2_address = container_ip(container_of("lb2"))
+    lb2_address = address_of("lb2")
     assert negotiate(lb2_address, 443, SERVER_NAME, acme_root) is not None
     relayed = inventory().get_host("lb1").check_output(
         "grep -F /.well-known/acme-challenge/ /var/log/nginx/hello-service.access.log").splitlines()

@@ -8,8 +8,8 @@ import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
-from conftest import (address_of, container_ip, container_of, hosts_in, inventory, inventory_name, journal, request,
-                      upstream_lines, upstream_servers)
+from conftest import (address_of, hosts_in, inventory, inventory_name, journal, request, upstream_lines,
+                      upstream_servers)
 
 testinfra_hosts = hosts_in("loadbalancers")
 
@@ -47,7 +47,7 @@ def test_listens_on_80(host):
 
 def own_url(host):
     """This load balancer's own address, whichever of the scenario's it is."""
-    return f"http://{container_ip(container_of(inventory_name(host)))}"
+    return f"http://{address_of(inventory_name(host))}"
 
 
 def test_access_log_is_json_with_upstream(host):

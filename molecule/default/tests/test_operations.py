@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (PROJECT, LoadGenerator, SERVICE, ansible_command, connection_header, container_ip, container_of,
+from conftest import (PROJECT, SERVICE, LoadGenerator, address_of, ansible_command, connection_header,
                       drained_endpoints, gunicorn_pids, healthz, inventory, listening_sockets, request, rotation,
                       run_playbook, upstream_peers, wait_for, write_inventory)
 
@@ -42,7 +42,7 @@ def test_a_settings_change_is_a_reload_that_drops_nothing_and_one_worker_keeps_c
     if cpus < 2:
         pytest.skip(f"the backends see {cpus} CPU: they run one worker by default (the rolling scenario's test)")
     lb = inventory().get_host("lb1")
-    address = container_ip(container_of("lb1"))
+    address = address_of("lb1")
     with LoadGenerator(address, min_requests=300) as load:
         pass
     assert load.errors == 0 and load.non_2xx == 0, load.summary()
@@ -71,7 +71,7 @@ def test_a_settings_change_is_a_reload_that_drops_nothing_and_one_worker_keeps_c
         assert load.errors == 0 and load.non_2xx == 0, load.summary()
         kept = upstream_peers(lb)
         assert kept, "no upstream connection was kept alive"
-        assert kept == {container_ip(container_of(name)) for name in BACKENDS}, kept
+        assert kept == {address_of(name) for name in BACKENDS}, kept
         # Back to the inventory's settings: another reload, now while nginx holds kept-alive connections
         # to each backend's single worker (nginx never retries the load's POSTs on another backend).
         before = {name: gunicorn_pids(name) for name in BACKENDS}
@@ -231,13 +231,13 @@ def listening_at_8080(name):
 def test_a_bind_address_change_restarts_each_backend_out_of_rotation(tmp_path, hosts_file):
     # A HUP would make Gunicorn close its socket and listen at the new address at once: the switch
     # drains the host first. Here each backend moves from every address to its own.
-    addresses = {name: container_ip(container_of(name)) for name in BACKENDS}
+    addresses = {name: address_of(name) for name in BACKENDS}
     own_address = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": LOADBALANCERS, "backends": BACKENDS},
                                   {"loadbalancers": {"nginx_lb_expose_upstream": True}},
                                   {name: {"flask_app_bind_address": addresses[name]} for name in BACKENDS})
     for inventory_file, wanted in ((own_address, addresses), (hosts_file, dict.fromkeys(BACKENDS, "0.0.0.0"))):
         masters = {name: gunicorn_pids(name)[0] for name in BACKENDS}
-        with LoadGenerator(container_ip(container_of("lb1")), min_requests=500) as load:
+        with LoadGenerator(address_of("lb1"), min_requests=500) as load:
             run_playbook("site.yml", inventory_file)
         print(f"bind address {wanted}: load {load.summary()}")
         assert load.errors == 0 and load.non_2xx == 0, load.summary()

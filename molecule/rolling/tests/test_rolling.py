@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from conftest import (PROJECT, SERVICE, LoadGenerator, address_of, connection_header, container_ip, container_of,
-                      drained_endpoints, gunicorn_pids, healthz, inventory, listening_sockets, rotation, run_playbook,
-                      upstream_lines, upstream_peers, upstream_servers, wait_for, write_inventory)
+from conftest import (PROJECT, SERVICE, LoadGenerator, address_of, connection_header, drained_endpoints, gunicorn_pids,
+                      healthz, inventory, listening_sockets, rotation, run_playbook, upstream_lines, upstream_peers,
+                      upstream_servers, write_inventory)
 
 testinfra_hosts = []
 
@@ -28,7 +28,7 @@ def hosts_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lb_address():
-    return container_ip(container_of("lb1"))
+    return address_of("lb1")
 
 
 def host(name):
@@ -99,7 +99,7 @@ def test_backends_with_one_cpu_run_one_keep_alive_worker_by_default(lb_address):
         pass
     assert load.errors == 0 and load.non_2xx == 0, load.summary()
     kept = upstream_peers(host("lb1"))
-    assert kept == {container_ip(container_of(name)) for name in BACKENDS}, "not every backend's connection was kept"
+    assert kept == {address_of(name) for name in BACKENDS}, "not every backend's connection was kept"
 
 
 def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file, lb_address):
