@@ -196,11 +196,13 @@ def test_slow_clients_do_not_slow_a_normal_client(lb_address):
           f"{slow.opened} opened, cut off: {slow.closed_by_server}")
     assert slow.opened == 500 and held >= 450
     assert baseline.non_2xx == attacked.non_2xx == 0 and baseline.errors == attacked.errors == []
-    # An edge the slow clients held up would refuse or time out newcomers, or keep every one waiting: the
-    # median shows it. The tail of 300 new connections, beside make test's other suites on two cores,
-    # measures the scheduler and the attack's own CPU: its p99 doubled in such runs (9.2 to 19.3 ms, with the
-    # sampler already in a process of its own).
-    assert attacked_p50 <= 2 * base_p50
+    # An edge the slow clients held up would refuse or time out newcomers, or keep them waiting for a
+    # connection slot: hundreds of milliseconds to the 10 s header timeout. A ratio of milliseconds is no
+    # such sign: beside make test's other suites on two cores, the attack's own CPU doubled the p99 (9.2 to
+    # 19.3 ms) and, in another run, the median (2.6 to 6.3 ms). So the bound is twice the baseline, or 50 ms
+    # above it.
+    assert attacked_p50 <= max(2 * base_p50, base_p50 + 0.05)
+    assert attacked_p99 <= max(2 * base_p99, base_p99 + 0.05)
 
 
 def test_a_forced_renewal_under_load_installs_a_new_certificate_and_fails_no_request(lb_address, acme_root):
