@@ -51,12 +51,16 @@ engine: ## Make sure a Docker engine answers and the systemd image exists
 	@scripts/build-image
 	@$(if $(MOLECULE_PLATFORM),scripts/build-image $(MOLECULE_PLATFORM),true)
 
-# make test uses only the default release's images (make engine); the others
-# are for the scenarios and CI jobs of the other supported releases.
+# Debian 12's images are make engine's; the rolling scenario's mixed fleet and
+# the CI jobs of the other supported releases need the others too.
 .PHONY: images
-images: ## Build the systemd test images of every supported release (bookworm, trixie, noble)
-	@scripts/ensure-docker
+images: engine ## Build the systemd test images of every supported release (bookworm, trixie, noble)
 	@scripts/build-image all
+
+# The rolling scenario's fleet mixes every supported release. make test builds
+# every image first, then starts the suites in order with nothing left to wait
+# for (-o): a suite waiting on a prerequisite would give its slot to the next.
+test-molecule test-molecule-rolling: images
 
 .PHONY: up
 up: venv engine ## Deploy the stack onto the local lab (creates it if needed)
@@ -77,6 +81,17 @@ releases: venv ## List the releases installed on each backend
 .PHONY: rollback
 rollback: venv ## Roll the backends back to the previous release (RELEASE=id for a named one)
 	@$(ANSIBLE_PLAYBOOK) playbooks/rollback.yml $(if $(RELEASE),-e release=$(RELEASE))
+
+.PHONY: maintenance
+maintenance: venv ## Turn maintenance mode on or off on the load balancers (MAINTENANCE=on|off)
+	@$(ANSIBLE_PLAYBOOK) playbooks/maintenance.yml -e maintenance=$(MAINTENANCE)
+
+.PHONY: logs
+logs: venv ## Show the fleet's logs of the last MINUTES (10), merged in time order (REQUEST_ID=id: one request's path)
+	@# The values reach the shell as variables, never as recipe text (nor does make expand them): the shell runs
+	@# nothing of what they hold; the playbook checks them.
+	@$(ANSIBLE_PLAYBOOK) playbooks/logs.yml $(if $(value MINUTES),-e "minutes='$${MINUTES}'") \
+		$(if $(value REQUEST_ID),-e "request_id='$${REQUEST_ID}'")
 
 .PHONY: lint
 lint: venv ## Run yamllint, ansible-lint and the role README check
@@ -122,6 +137,6 @@ test-bench: venv engine ## Run the benchmark harness in its short smoke mode
 	@bench/run --smoke
 
 .PHONY: test
-test: lint test-unit test-app ## Run every test (TEST_JOBS container suites at a time)
-	@$(MAKE) --no-print-directory -j $(TEST_JOBS) --output-sync=target $(TEST_SUITES)
+test: lint test-unit test-app images ## Run every test (TEST_JOBS container suites at a time)
+	@$(MAKE) --no-print-directory -j $(TEST_JOBS) --output-sync=target -o engine -o images $(TEST_SUITES)
 	@echo "==> all tests passed"
