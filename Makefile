@@ -84,6 +84,17 @@ releases: venv ## List the releases installed on each backend
 rollback: venv ## Roll the backends back to the previous release (RELEASE=id for a named one)
 	@$(ANSIBLE_PLAYBOOK) playbooks/rollback.yml $(if $(RELEASE),-e release=$(RELEASE))
 
+.PHONY: maintenance
+maintenance: venv ## Turn maintenance mode on or off on the load balancers (MAINTENANCE=on|off)
+	@$(ANSIBLE_PLAYBOOK) playbooks/maintenance.yml -e maintenance=$(MAINTENANCE)
+
+.PHONY: logs
+logs: venv ## Show the fleet's logs of the last MINUTES (10), merged in time order (REQUEST_ID=id: one request's path)
+	@# The values reach the shell as variables, never as recipe text (nor does make expand them): the shell runs
+	@# nothing of what they hold; the playbook checks them.
+	@$(ANSIBLE_PLAYBOOK) playbooks/logs.yml $(if $(value MINUTES),-e "minutes='$${MINUTES}'") \
+		$(if $(value REQUEST_ID),-e "request_id='$${REQUEST_ID}'")
+
 .PHONY: lint
 lint: venv ## Run yamllint, ansible-lint and the role README check
 	@echo "==> yamllint"

@@ -13,7 +13,7 @@ from tests.support.hosts import (SERVICE, address_of, connection_header, contain
                                  listening_sockets, rotation, upstream_lines, upstream_peers, upstream_servers,
                                  write_inventory)
 from tests.support.load import LoadGenerator
-from tests.support.playbook import PROJECT_ROOT, ansible_command, run_playbook
+from tests.support.playbook import PROJECT_ROOT, ansible_command, run_as_user, run_playbook
 from tests.support.web import EXPECTED_BODY, Response, request, wait_for
 
 PROJECT = str(PROJECT_ROOT)
@@ -21,13 +21,23 @@ PROJECT = str(PROJECT_ROOT)
 __all__ = ["EXPECTED_BODY", "PROJECT", "SERVICE", "LoadGenerator", "Response", "address_of", "ansible_command",
            "connection_header", "container_of", "drained_endpoints", "gunicorn_pids", "healthz",
            "hosts_in", "inventory", "inventory_name", "journal", "listening_sockets", "request", "rotation",
-           "run_playbook", "upstream_lines", "upstream_peers", "upstream_servers", "wait_for", "write_inventory"]
+           "run_as_user", "run_playbook", "upstream_lines", "upstream_peers", "upstream_servers", "wait_for",
+           "write_inventory"]
 
 
 @pytest.fixture(scope="session")
 def lb_url():
     lb = inventory().get_hosts("loadbalancers")[0]
     return f"http://{address_of(lb)}"
+
+
+@pytest.fixture(scope="module")
+def scenario_hosts_file(tmp_path_factory):
+    """An inventory of the scenario's load balancers and backends, grouped as its own inventory groups
+    them, to run the project's playbooks with as a user does."""
+    runner = inventory()
+    return write_inventory(tmp_path_factory.mktemp("inventory") / "hosts.yml",
+                           {group: runner.get_hosts(group) for group in ("loadbalancers", "backends")})
 
 
 @pytest.fixture(scope="session")

@@ -101,6 +101,12 @@ class PlaybookResult:
                     hosts.add(data["host"])
         return hosts
 
+    def results_of(self, name: str) -> dict[str, dict]:
+        """host -> the result ("res") of task NAME ("role : name" or the bare name) that finished on it."""
+        return {event["event_data"]["host"]: event["event_data"].get("res", {}) for event in self.events
+                if event.get("event") in RESULT_EVENTS
+                and name in (task_name(event["event_data"]), event["event_data"].get("task"))}
+
     @property
     def failures(self) -> list[Failure]:
         """Every failed or unreachable task result that stopped its host, with Ansible's message."""
@@ -229,17 +235,25 @@ def ansible_command(tool: str, *args: str) -> tuple[list[str], dict, Path]:
     return [str(Path(sys.executable).parent / tool), *args], {**os.environ, **user_env()}, PROJECT_ROOT
 
 
-def run_playbook(playbook, inventory_path, *args, check=True):
-    """Runs a playbook of the project as a user would; returns (returncode, output, stats).
+def run_as_user(playbook, inventory_path, *args, check=True) -> PlaybookResult:
+    """Runs a playbook of the project as a user would; returns the whole result, events included.
 
-    stats maps host -> {"ok": n, "changed": n, "failed": n, ...}. Each run's
-    output is kept in .logs/playbooks/<scenario>/ (numbered in run order).
+    Each run's output is kept in .logs/playbooks/<scenario>/ (numbered in run order).
     """
     scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "tests")
     log = PROJECT_ROOT / ".logs" / "playbooks" / scenario / f"{os.getpid()}-{next(_runs):03d}-{Path(playbook).stem}.log"
     result = run(PROJECT_ROOT / playbook, inventory_path, *args, env=user_env(), log=log)
     if check:
         assert result.returncode == 0, f"{result.output[-6000:]}\nfull log: {log}"
+    return result
+
+
+def run_playbook(playbook, inventory_path, *args, check=True):
+    """Runs a playbook of the project as a user would (run_as_user); returns (returncode, output, stats).
+
+    stats maps host -> {"ok": n, "changed": n, "failed": n, ...}.
+    """
+    result = run_as_user(playbook, inventory_path, *args, check=check)
     return result.returncode, result.output, result.stats
 
 

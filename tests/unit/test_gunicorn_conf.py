@@ -239,7 +239,7 @@ def test_access_log_format_is_json_with_request_id(evaluate):
     log_format = evaluate().settings["access_log_format"]
     sample = log_format % {
         "t": "[01/Jan/2024:00:00:00 +0000]",
-        "{x-request-id}o": "abc",
+        "{x-request-id}i": "abc",
         "h": "127.0.0.1",
         "m": "GET",
         "U": "/requestme",

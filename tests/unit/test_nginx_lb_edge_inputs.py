@@ -85,9 +85,27 @@ def test_private_networks_may_be_addresses_or_networks():
 
 
 @pytest.mark.parametrize("allowed", [["all"], ["10.0.0.0/8; allow all"], ["10.0.0.0/33"], "10.0.0.0/8", [8]])
-def test_private_networks_of_another_shape_are_refused(allowed):
-    [error] = errors_with(nginx_lb_private_allow=allowed)
-    assert error.startswith("nginx_lb_private_allow must be a list of IP addresses or networks")
+@pytest.mark.parametrize("variable", ["nginx_lb_private_allow", "nginx_lb_maintenance_allow"])
+def test_networks_of_another_shape_are_refused(variable, allowed):
+    [error] = errors_with(**{variable: allowed})
+    assert error.startswith(f"{variable} must be a list of IP addresses or networks")
+
+
+def test_maintenance_allows_addresses_and_networks():
+    assert errors_with(nginx_lb_maintenance_allow=["127.0.0.1", "192.0.2.0/24", "2001:db8::/32"]) == []
+
+
+# Each lands in the site's geo block, where a second word or a ';' would add an entry or a directive.
+@pytest.mark.parametrize("entry", ["127.0.0.1 1", "127.0.0.1;", "default", "include /etc/passwd", "10.0.0.0/8 0; }"])
+def test_a_maintenance_allow_entry_cannot_add_to_the_geo_block(entry):
+    [error] = errors_with(nginx_lb_maintenance_allow=[entry])
+    assert error.startswith("nginx_lb_maintenance_allow must be a list of IP addresses or networks")
+
+
+@pytest.mark.parametrize("value", [-1, "300; return 200", "5m", True, None])
+def test_a_maintenance_retry_after_that_is_not_whole_seconds_is_refused(value):
+    [error] = errors_with(nginx_lb_maintenance_retry_after=value)
+    assert error.startswith("nginx_lb_maintenance_retry_after must be a whole number >= 0"), error
 
 
 def test_https_on_the_http_port_is_refused():

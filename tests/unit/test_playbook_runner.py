@@ -83,6 +83,12 @@ def test_hosts_in_a_task_by_status(result):
     assert result.hosts_in_task("Fail one item on db1", ("failed",)) == {"db1"}
 
 
+def test_results_of_a_task_by_host(result):
+    results = result.results_of("Report without a change")
+    assert {host: res["msg"] for host, res in results.items()} == {
+        "web1": "readable output for web1", "db1": "readable output for db1"}
+
+
 def test_failures_name_host_task_and_message_and_leave_out_ignored_ones(result):
     (failure,) = result.failures
     assert (failure.host, failure.task) == ("db1", "Fail one item on db1")

@@ -64,8 +64,10 @@ SWITCH_PLAY = "PLAY [Switch backends in batches, out of rotation]"
 
 
 def batch_hosts(play_output):
-    """The backends that tasks ran for in one batch's play output ("ok: [app1 -> lb1]" counts as app1)."""
-    return set(re.findall(r"^(?:ok|changed|skipping|fatal|failed): \[(app\d+)[\] ]", play_output, re.MULTILINE))
+    """The backends that tasks ran for in one batch's play output ("ok: [app1 -> lb1]" counts as app1), up to
+    the next play (the load balancers', the lock's release)."""
+    own = play_output.split("\nPLAY ", 1)[0]
+    return set(re.findall(r"^(?:ok|changed|skipping|fatal|failed): \[(app\d+)[\] ]", own, re.MULTILINE))
 
 
 def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True):

@@ -286,13 +286,16 @@ loglevel = _choice("LOG_LEVEL", "info", LOG_LEVELS)
 errorlog = "-"
 
 # Off by default: the load balancer's access log is the request log. When
-# on, the line is JSON. The response's X-Request-ID is logged for apps that
-# set it on every response ("-" for those that do not).
+# on, the line is JSON with the X-Request-ID the request came with (the
+# load balancer sets it on every request it passes), so that the request's
+# line on the load balancer and on the backend can be found together for
+# any app, not only those that echo the header in their answers ("-" for a
+# request without one, e.g. a health check straight to the backend).
 # Gunicorn does not escape values: a path or agent containing a double quote
 # yields a line that is not valid JSON.
 accesslog = _text("ACCESS_LOG", "") or None
 access_log_format = (
-    '{"time": "%(t)s", "logger": "gunicorn.access", "request_id": "%({x-request-id}o)s", '
+    '{"time": "%(t)s", "logger": "gunicorn.access", "request_id": "%({x-request-id}i)s", '
     '"remote_addr": "%(h)s", "method": "%(m)s", "path": "%(U)s", "query": "%(q)s", '
     '"status": %(s)s, "bytes": "%(B)s", "duration_ms": %(M)s, "user_agent": "%(a)s"}'
 )

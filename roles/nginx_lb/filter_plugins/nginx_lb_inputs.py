@@ -152,13 +152,14 @@ EDGE_BOUNDS = {
     "nginx_lb_rate_limit_burst": (0, None),
     "nginx_lb_connection_limit": (0, 65535),  # nginx refuses a limit_conn above it
     "nginx_lb_retry_after": (0, None),
+    "nginx_lb_maintenance_retry_after": (0, None),
     "nginx_lb_https_port": (1, 65535),
     "nginx_lb_hsts_max_age": (0, None),
 }
 
 
 def edge_errors(inputs):
-    """Problems with the client limits, the added headers and the private paths."""
+    """Problems with the client limits, the added headers, the private paths and the maintenance inputs."""
     errors = _bounds_errors(inputs, EDGE_BOUNDS) + header_size_errors(inputs["nginx_lb_client_header_max_size"])
     headers = inputs["nginx_lb_security_headers"]
     if not isinstance(headers, dict):
@@ -175,10 +176,10 @@ def edge_errors(inputs):
     if not isinstance(paths, list) or not all(isinstance(path, str) and LOCATION_PATH.match(path) for path in paths):
         errors.append(_problem("nginx_lb_private_paths", paths, "a list of paths, each '/' then letters, digits and "
                                "._~/@:+,=!*- (no space, quote, ';' or brace)"))
-    allowed = inputs["nginx_lb_private_allow"]
-    if not isinstance(allowed, list) or not all(_is_network(entry) for entry in allowed):
-        errors.append(_problem("nginx_lb_private_allow", allowed, "a list of IP addresses or networks (10.0.0.0/8, "
-                               "2001:db8::/32)"))
+    for variable in ("nginx_lb_private_allow", "nginx_lb_maintenance_allow"):
+        allowed = inputs[variable]
+        if not isinstance(allowed, list) or not all(_is_network(entry) for entry in allowed):
+            errors.append(_problem(variable, allowed, "a list of IP addresses or networks (10.0.0.0/8, 2001:db8::/32)"))
     if str(inputs["nginx_lb_https_port"]) == str(inputs["nginx_lb_listen_port"]) and inputs["nginx_lb_tls"] != "none":
         errors.append("nginx_lb_https_port must differ from nginx_lb_listen_port (HTTP), got %s for both"
                       % inputs["nginx_lb_https_port"])
