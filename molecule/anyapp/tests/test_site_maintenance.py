@@ -14,8 +14,7 @@ import shlex
 
 import pytest
 
-from conftest import (LoadGenerator, container_ip, container_of, inventory, request, rotation, run_playbook,
-                      write_inventory)
+from conftest import LoadGenerator, address_of, inventory, request, rotation, run_playbook, write_inventory
 
 testinfra_hosts = []
 
@@ -58,7 +57,7 @@ def hosts_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lb_address():
-    return container_ip(container_of("lb1"))
+    return address_of("lb1")
 
 
 def maintenance(hosts_file, *args, check=True):
