@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import (PROJECT, SERVICE, LoadGenerator, address_of, ansible_command, connection_header,
-                      drained_endpoints, gunicorn_pids, healthz, inventory, listening_sockets, request, rotation,
+                      drained_endpoints, gunicorn_pids, healthz, inventory, request, rotation,
                       run_playbook, upstream_peers, wait_for, write_inventory)
 
 testinfra_hosts = []
@@ -221,33 +221,6 @@ def test_a_rerun_skips_the_account_directories_and_staged_files_it_has():
     output = RERUNS.get("nothing to change")
     assert output is not None, "the test above stopped before its re-run"
     assert hosts_that_ran(output, LAYOUT_TASKS + STAGING_TASKS) == set(), output[-4000:]
-
-
-def listening_at_8080(name):
-    """The listening sockets of port 8080 on a backend, as ss prints them ("0.0.0.0:8080", "10.0.0.5:8080")."""
-    return {socket for socket in listening_sockets(inventory().get_host(name)) if socket.endswith(":8080")}
-
-
-def test_a_bind_address_change_restarts_each_backend_out_of_rotation(tmp_path, hosts_file):
-    # A HUP would make Gunicorn close its socket and listen at the new address at once: the switch
-    # drains the host first. Here each backend moves from every address to its own.
-    addresses = {name: address_of(name) for name in BACKENDS}
-    own_address = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": LOADBALANCERS, "backends": BACKENDS},
-                                  {"loadbalancers": {"nginx_lb_expose_upstream": True}},
-                                  {name: {"flask_app_bind_address": addresses[name]} for name in BACKENDS})
-    for inventory_file, wanted in ((own_address, addresses), (hosts_file, dict.fromkeys(BACKENDS, "0.0.0.0"))):
-        masters = {name: gunicorn_pids(name)[0] for name in BACKENDS}
-        with LoadGenerator(address_of("lb1"), min_requests=500) as load:
-            run_playbook("site.yml", inventory_file)
-        print(f"bind address {wanted}: load {load.summary()}")
-        assert load.errors == 0 and load.non_2xx == 0, load.summary()
-        for name in BACKENDS:
-            assert gunicorn_pids(name)[0] != masters[name], f"{name} was reloaded, not restarted"
-            assert listening_at_8080(name) == {f"{wanted[name]}:8080"}
-        if inventory_file == own_address:
-            # Restarted at the new address, the service is what the inventory wants: nothing left to change.
-            _, _, recap = run_playbook("site.yml", inventory_file)
-            assert all(counts["changed"] == 0 for counts in recap.values()), recap
 
 
 def test_an_ipv6_bind_address_is_bracketed_for_gunicorn(hosts_file):

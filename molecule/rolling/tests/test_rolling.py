@@ -247,31 +247,37 @@ def test_rollback_after_a_partial_rollout_is_refused_until_a_release_is_named(tm
     assert_all_in_rotation()
 
 
-def listening_ports(name):
-    return {socket.rsplit(":", 1)[1] for socket in listening_sockets(host(name))}
+def listening_at(name, port):
+    """The addresses a backend listens at on PORT, as ss prints them ("0.0.0.0:8080", "10.0.0.5:8081")."""
+    return {socket for socket in listening_sockets(host(name)) if socket.endswith(f":{port}")}
 
 
-def test_a_port_change_takes_each_backend_out_of_rotation_and_back_at_the_new_port(tmp_path, hosts_file, lb_address):
+def test_a_port_and_address_change_takes_each_backend_out_of_rotation_and_back_at_the_new_socket(
+        tmp_path, hosts_file, lb_address):
+    # A HUP would make Gunicorn close its socket and listen anew at once, in rotation: the switch drains
+    # each backend and restarts it instead. Each moves from every address at 8080 to its own at 8081.
+    addresses = {name: address_of(name) for name in BACKENDS}
     moved = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS},
-                            {**LB_VARS, "backends": {"flask_app_port": 8081, "nginx_lb_backend_port": 8081}})
-    # The same source as R4: the release stays, only the port changes.
+                            {**LB_VARS, "backends": {"flask_app_port": 8081, "nginx_lb_backend_port": 8081}},
+                            {name: {"flask_app_bind_address": addresses[name]} for name in BACKENDS})
+    # The same source as R4: the release stays, only the socket changes.
     source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
     before = {name: started_at(name) for name in BACKENDS}
     # The backends' playbook alone: each backend must come back at 8081 on the load balancer.
     deploy_under_load("playbooks/rolling_update.yml", moved, lb_address, "-e", f"flask_app_source_dir={source}")
     for name in BACKENDS:
         assert current_release(name) == state["R4"]
-        assert started_at(name) != before[name], f"{name} was not restarted"
-        ports = listening_ports(name)
-        assert "8081" in ports and "8080" not in ports, ports
+        assert started_at(name) != before[name], f"{name} was reloaded, not restarted"
+        assert listening_at(name, 8081) == {f"{addresses[name]}:8081"} and not listening_at(name, 8080)
     lines = upstream_lines(host("lb1"))
     assert len(lines) == 3 and all(":8081 " in line and " down;" not in line for line in lines), lines
     # site.yml renders that same upstream from the inventory: nothing is left to change.
     _, _, recap = run_playbook("site.yml", moved, "-e", f"flask_app_source_dir={source}")
     assert all(counts["changed"] == 0 for counts in recap.values()), recap
-    # Back to 8080, this time through site.yml.
+    # Back to every address at 8080, this time through site.yml.
     deploy_under_load("site.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
-    assert all(listening_ports(name) >= {"8080"} and "8081" not in listening_ports(name) for name in BACKENDS)
+    for name in BACKENDS:
+        assert listening_at(name, 8080) == {"0.0.0.0:8080"} and not listening_at(name, 8081)
     assert all(":8080 " in line for line in upstream_lines(host("lb1"))), upstream_lines(host("lb1"))
     assert {name: serving_release(name) for name in BACKENDS} == {name: state["R4"] for name in BACKENDS}
 
