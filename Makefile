@@ -139,6 +139,9 @@ test-bench: venv engine ## Run the benchmark harness in its short smoke mode
 	@bench/run --smoke
 
 .PHONY: test
-test: lint test-unit test-app images ## Run every test (TEST_JOBS container suites at a time)
-	@$(MAKE) --no-print-directory -j $(TEST_JOBS) --output-sync=target -o engine -o images $(TEST_SUITES)
+# The checks without containers start first, side by side: one at a time they
+# would leave a core idle before the suites start.
+test: images ## Run every test: linters, unit and app tests, then the container suites (TEST_JOBS at a time)
+	@$(MAKE) --no-print-directory -j $(TEST_JOBS) --output-sync=target -o engine -o images lint test-unit test-app \
+		$(TEST_SUITES)
 	@echo "==> all tests passed"
