@@ -13,9 +13,7 @@ import socket
 import subprocess
 import threading
 
-import pytest
-
-from conftest import PROJECT, ansible_command, inventory, run_playbook, wait_for, write_inventory
+from conftest import PROJECT, ansible_command, inventory, run_playbook, wait_for
 
 testinfra_hosts = []
 
@@ -47,12 +45,6 @@ def project_commit():
                           check=True).stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def hosts_file(tmp_path_factory):
-    return write_inventory(tmp_path_factory.mktemp("inventory") / "hosts.yml",
-                           {"loadbalancers": ["lb1"], "backends": ["app1", "app2"]})
-
-
 def test_each_host_s_trail_records_the_runs_that_touched_it():
     trails = {name: trail(name) for name in FLEET}
     # Every host of the fleet has the same lines: each run touched all of them.
@@ -71,12 +63,12 @@ def test_each_host_s_trail_records_the_runs_that_touched_it():
     assert locked_hosts() == []
 
 
-def test_two_deploys_started_at_once_exactly_one_goes_on(hosts_file):
+def test_two_deploys_started_at_once_exactly_one_goes_on(scenario_hosts_file):
     before = {name: len(trail(name)) for name in FLEET}
     results = {}
 
     def deploy(name):
-        results[name] = run_playbook("site.yml", hosts_file, check=False)
+        results[name] = run_playbook("site.yml", scenario_hosts_file, check=False)
 
     threads = [threading.Thread(target=deploy, args=(name,)) for name in ("first", "second")]
     for thread in threads:
@@ -99,8 +91,8 @@ def test_two_deploys_started_at_once_exactly_one_goes_on(hosts_file):
     assert locked_hosts() == []
 
 
-def test_a_killed_deploy_leaves_its_lock_until_it_is_broken(hosts_file):
-    argv, env, cwd = ansible_command("ansible-playbook", "-i", str(hosts_file), f"{PROJECT}/site.yml")
+def test_a_killed_deploy_leaves_its_lock_until_it_is_broken(scenario_hosts_file):
+    argv, env, cwd = ansible_command("ansible-playbook", "-i", str(scenario_hosts_file), f"{PROJECT}/site.yml")
     killed = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -113,11 +105,11 @@ def test_a_killed_deploy_leaves_its_lock_until_it_is_broken(hosts_file):
     trail_length = len(trail("app1"))
 
     # A dry run neither waits for the lock nor takes it: it says who holds it.
-    returncode, output, _ = run_playbook("site.yml", hosts_file, "--check", check=False)
+    returncode, output, _ = run_playbook("site.yml", scenario_hosts_file, "--check", check=False)
     assert returncode == 0, output[-4000:]
     assert "a real run would stop here" in " ".join(output.split())
 
-    returncode, output, stats = run_playbook("site.yml", hosts_file, check=False)
+    returncode, output, stats = run_playbook("site.yml", scenario_hosts_file, check=False)
     refusal = " ".join(output.split())
     assert returncode != 0
     assert f"its run (process {killed.pid}) is no longer running on this controller" in refusal, output[-4000:]
@@ -125,7 +117,7 @@ def test_a_killed_deploy_leaves_its_lock_until_it_is_broken(hosts_file):
     assert all(counts["changed"] == 0 for counts in stats.values()), stats
     assert locked_hosts() == FLEET
 
-    returncode, output, _ = run_playbook("site.yml", hosts_file, "-e", "fleet_lock_break=true", check=False)
+    returncode, output, _ = run_playbook("site.yml", scenario_hosts_file, "-e", "fleet_lock_break=true", check=False)
     assert returncode == 0, output[-4000:]
     assert "broke the deploy lock held by" in " ".join(output.split())
     assert locked_hosts() == []
@@ -133,8 +125,8 @@ def test_a_killed_deploy_leaves_its_lock_until_it_is_broken(hosts_file):
     assert len(trail("app1")) == trail_length + 1
 
 
-def test_the_releases_listing_shows_each_host_s_trail(hosts_file):
-    returncode, output, _ = run_playbook("playbooks/releases.yml", hosts_file, check=False)
+def test_the_releases_listing_shows_each_host_s_trail(scenario_hosts_file):
+    returncode, output, _ = run_playbook("playbooks/releases.yml", scenario_hosts_file, check=False)
     assert returncode == 0, output[-4000:]
     last = trail("lb1")[-1]
     assert f"{last['time']} deploy succeeded release={last['release']}" in " ".join(output.split()), output[-4000:]

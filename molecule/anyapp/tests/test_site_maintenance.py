@@ -14,7 +14,7 @@ import shlex
 
 import pytest
 
-from conftest import LoadGenerator, address_of, inventory, request, rotation, run_playbook, write_inventory
+from conftest import LoadGenerator, address_of, inventory, request, rotation, run_playbook
 
 testinfra_hosts = []
 
@@ -47,12 +47,10 @@ def maintenance_on():
 
 
 @pytest.fixture(scope="module")
-def hosts_file(tmp_path_factory):
-    path = write_inventory(tmp_path_factory.mktemp("inventory") / "hosts.yml",
-                           {"loadbalancers": ["lb1"], "backends": BACKENDS})
-    yield path
+def hosts_file(scenario_hosts_file):
+    yield scenario_hosts_file
     if maintenance_on():
-        run_playbook("playbooks/maintenance.yml", path, "-e", "maintenance=off")
+        run_playbook("playbooks/maintenance.yml", scenario_hosts_file, "-e", "maintenance=off")
 
 
 @pytest.fixture(scope="module")
