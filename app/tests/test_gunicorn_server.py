@@ -73,14 +73,20 @@ def extra_settings():
 
 
 @pytest.fixture
-def gunicorn(app_dir, tmp_path, settings_path, extra_settings):
+def workers():
+    """Gunicorn's workers; a test overrides this with parametrize."""
+    return 1
+
+
+@pytest.fixture
+def gunicorn(app_dir, tmp_path, settings_path, extra_settings, workers):
     port = _free_loopback_port()
     settings_path.write_text(
         "# as the role would template it\n"
         f"GUNICORN_BIND=127.0.0.1:{port}\n"
-        "GUNICORN_WORKERS=1\n"
+        f"GUNICORN_WORKERS={workers}\n"
         "GUNICORN_GRACEFUL_TIMEOUT=5\n"
-        "HELLO_SERVICE_RELEASE_ID=release-1\n" + extra_settings,
+        "HELLO_SERVICE_RELEASE_ID=release-1\n" + extra_settings.replace("{tmp}", str(tmp_path)),
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HELLO_SERVICE_", "GUNICORN_"))}
@@ -157,3 +163,84 @@ def test_secret_key_is_not_in_the_debug_log(gunicorn):
     assert "Current configuration" in log
     assert "HELLO_SERVICE_SECRET_KEY=<redacted>" in log
     assert SECRET not in log
+
+
+# --- Metrics (the role's gunicorn.conf.py hooks, prometheus_client's multiprocess mode) ---
+
+METRICS_PORT = _free_loopback_port()
+
+
+def _metrics(port=METRICS_PORT):
+    """Every sample of the metrics listener, {(name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def _requests(samples, endpoint, status="200", method="GET"):
+    labels = tuple(sorted({"endpoint": endpoint, "method": method, "status": status}.items()))
+    return samples.get(("flask_app_requests_total", labels), 0), \
+        samples.get(("flask_app_request_duration_seconds_count", labels), 0)
+
+
+def _worker_pids(gunicorn):
+    children = pathlib.Path(f"/proc/{gunicorn.process.pid}/task/{gunicorn.process.pid}/children")
+    return set(children.read_text().split())
+
+
+@pytest.fixture
+def stale_metrics(tmp_path):
+    """A file an earlier start of the service left: no part of this start's counts."""
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"stale")
+
+
+@pytest.mark.parametrize("workers", [2])
+@pytest.mark.parametrize(
+    "extra_settings",
+    [f"GUNICORN_MAX_REQUESTS=7\nGUNICORN_MAX_REQUESTS_JITTER=0\nGUNICORN_METRICS_BIND=127.0.0.1:{METRICS_PORT}\n"
+     "GUNICORN_METRICS_DIR={tmp}/metrics\n"],
+    ids=["metrics"],
+)
+def test_request_counts_add_up_across_workers_recycling_and_hup(stale_metrics, gunicorn):
+    gunicorn.wait_until(lambda: _metrics() is not None, STARTUP_SECONDS, "the metrics listener")
+    assert _requests(_metrics(), "service.hello") == (0, 0)
+
+    # Workers are recycled every 7 requests: 50 requests span several worker lifetimes.
+    for _ in range(50):
+        assert _get_json(gunicorn.base_url + "/requestme")[0] == 200
+    for _ in range(5):
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(gunicorn.base_url + "/no-such-page", timeout=5)
+    samples = _metrics()
+    assert _requests(samples, "service.hello") == (50, 50)
+    assert _requests(samples, "<unmatched>", status="404") == (5, 5)
+
+    before = _worker_pids(gunicorn)
+    gunicorn.process.send_signal(signal.SIGHUP)
+    gunicorn.wait_until(lambda: not before & _worker_pids(gunicorn) and len(_worker_pids(gunicorn)) == 2,
+                        RELOAD_SECONDS, "new workers after HUP")
+    for _ in range(20):
+        assert _get_json(gunicorn.base_url + "/requestme")[0] == 200
+    assert _requests(_metrics(), "service.hello") == (70, 70)
+
+    # The public listener does not serve them.
+    with pytest.raises(urllib.error.HTTPError) as not_found:
+        urllib.request.urlopen(gunicorn.base_url + "/metrics", timeout=5)
+    assert not_found.value.code == 404
+
+
+@pytest.mark.parametrize(
+    "extra_settings",
+    [f"GUNICORN_METRICS_BIND=127.0.0.1:{METRICS_PORT}\nGUNICORN_METRICS_ALLOW=192.0.2.1,10.0.0.0/8\n"
+     "GUNICORN_METRICS_DIR={tmp}/metrics\n"],
+    ids=["metrics-elsewhere"],
+)
+def test_metrics_are_refused_to_an_address_not_allowed(gunicorn):
+    gunicorn.wait_until(lambda: gunicorn.release() == "release-1", STARTUP_SECONDS, "first answer")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _metrics()
+    assert refused.value.code == 403

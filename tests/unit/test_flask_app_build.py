@@ -125,3 +125,38 @@ def test_the_release_id_and_project_without_platforms(capsys, tmp_path, flat_app
     assert result["project"] == "orders-api"
     assert result["release_id"] == result["content_hash"][:12]
     assert (result["changed"], result["artifacts"]) == (False, {})
+
+
+APP_PINS = """flask==3.1.0 \\
+    --hash=sha256:00
+prometheus_client==0.20.0 \\
+    --hash=sha256:11
+"""
+ROLE_PINS = """# the role's
+prometheus-client==0.26.0 \\
+    --hash=sha256:22
+other-lib[extra]==1.0 \\
+    --hash=sha256:33
+"""
+
+
+def test_role_requirements_join_the_apps():
+    merged = flask_app_build.merge_requirements("flask==3.1.0 \\\n    --hash=sha256:00\n", ROLE_PINS)
+    assert "prometheus-client==0.26.0 \\\n    --hash=sha256:22\n" in merged
+    assert "other-lib[extra]==1.0 \\\n    --hash=sha256:33\n" in merged
+    assert merged.startswith("flask==3.1.0")
+
+
+def test_a_project_the_app_pins_keeps_the_apps_pin():
+    merged = flask_app_build.merge_requirements(APP_PINS, ROLE_PINS)
+    assert "sha256:22" not in merged and "0.26.0" not in merged
+    assert "prometheus_client==0.20.0" in merged and "sha256:33" in merged
+
+
+def test_role_requirements_change_the_release_id(flat_app, extra, tmp_path):
+    role = tmp_path / "role-requirements.txt"
+    role.write_text(ROLE_PINS, encoding="utf-8")
+    with_role = dict(extra, **{flask_app_build.ROLE_REQUIREMENTS_NAME: str(role)})
+    before = flask_app_build.content_hash(str(flat_app), with_role)
+    role.write_text(ROLE_PINS.replace("0.26.0", "0.27.0"), encoding="utf-8")
+    assert flask_app_build.content_hash(str(flat_app), with_role) != before

@@ -5,14 +5,15 @@ import json
 import pytest
 
 from flask_app_inputs import (FilterModule, account_name_errors, address_families_errors, environment_errors,
-                              forwarded_allow_ips_errors, input_errors, prefix_errors, service_name_errors, url_host,
-                              wsgi_target_errors)
+                              forwarded_allow_ips_errors, input_errors, metrics_errors, monitoring_addresses,
+                              prefix_errors, service_name_errors, url_host, wsgi_target_errors)
 
 RESERVED = ["GUNICORN_"]
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"flask_app_input_errors", "flask_app_url_host"}
+    assert set(FilterModule().filters()) == {"flask_app_input_errors", "flask_app_url_host",
+                                                "flask_app_monitoring_addresses"}
 
 
 def test_plain_settings_pass():
@@ -255,3 +256,38 @@ def test_a_secret_named_like_a_setting_or_the_release_id_is_refused():
     errors = errors_with(flask_app_secrets={"HELLO_SERVICE_LOG_LEVEL": "s", "HELLO_SERVICE_RELEASE_ID": "s"})
     assert errors == ["flask_app_secrets: HELLO_SERVICE_LOG_LEVEL is set in flask_app_environment already",
                       "flask_app_secrets: HELLO_SERVICE_RELEASE_ID is set by the deploy (flask_app_release_id_variable)"]
+
+
+METRICS = {"flask_app_metrics": True, "flask_app_port": 8080, "flask_app_metrics_port": 9101,
+           "flask_app_metrics_bind_address": "0.0.0.0", "flask_app_metrics_allow": ["10.0.0.0/24", "2001:db8::7"]}
+
+
+def test_metrics_inputs_pass():
+    assert metrics_errors(METRICS) == []
+
+
+@pytest.mark.parametrize(("variable", "bad_value"), [
+    ("flask_app_metrics_port", 8080),
+    ("flask_app_metrics_port", 0),
+    ("flask_app_metrics_port", "x"),
+    ("flask_app_metrics_bind_address", "monitor.example"),
+    ("flask_app_metrics_allow", ["10.0.0.0/24", "everyone"]),
+    ("flask_app_metrics_allow", ["10.0.0.1\nallow all"]),
+    ("flask_app_metrics_allow", "10.0.0.1"),
+])
+def test_bad_metrics_input_is_named_with_its_value(variable, bad_value):
+    [error] = metrics_errors(dict(METRICS, **{variable: bad_value}))
+    assert error.startswith(variable)
+    shown = bad_value[-1] if isinstance(bad_value, list) else bad_value
+    assert json.dumps(shown) in error
+
+
+def test_metrics_off_checks_nothing_of_them():
+    assert metrics_errors(dict(METRICS, flask_app_metrics=False, flask_app_metrics_port=8080)) == []
+
+
+def test_monitoring_addresses_are_the_ip_addresses_the_inventory_gives():
+    hostvars = {"mon1": {"ansible_host": "10.0.0.9"}, "mon2": {"ansible_host": "mon2.example"},
+                "10.0.0.8": {}, "mon3": {"ansible_host": "2001:db8::9"}}
+    assert monitoring_addresses(["mon1", "mon2", "10.0.0.8", "mon3"], hostvars) == ["10.0.0.8", "10.0.0.9",
+                                                                                  "2001:db8::9"]

@@ -46,6 +46,7 @@ print(json.dumps({
     "settings": {name: namespace.get(name) for name in sys.argv[2:]},
     "cpu_count": len(os.sched_getaffinity(0)),
     "environ": {k: v for k, v in os.environ.items() if k.startswith(("GUNICORN_", "MY_APP_"))},
+    "prometheus_dir": os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
 }))
 """
 
@@ -267,6 +268,9 @@ def test_access_log_format_is_json_with_request_id(evaluate):
         ("GUNICORN_LOG_LEVEL", "loud"),
         ("GUNICORN_BIND", " , "),
         ("GUNICORN_FORWARDED_ALLOW_IPS", " "),
+        ("GUNICORN_METRICS_BIND", "9101"),
+        ("GUNICORN_METRICS_BIND", "127.0.0.1:0"),
+        ("GUNICORN_METRICS_ALLOW", "10.0.0.1,monitor.example"),
     ],
 )
 def test_invalid_environment_value_names_variable_and_value(evaluate, variable, bad_value):
@@ -391,3 +395,19 @@ def test_values_of_the_secrets_named_are_redacted(evaluate, settings_file):
 def test_no_secret_is_redacted_unless_named(evaluate, settings_file):
     path = settings_file(f"MY_APP_SECRET_KEY={SECRET}")
     assert evaluate(GUNICORN_SETTINGS_FILE=path).settings["_secrets"] == []
+
+
+def test_metrics_need_an_absolute_directory(evaluate):
+    evaluation = evaluate(GUNICORN_METRICS_BIND="127.0.0.1:9101", GUNICORN_METRICS_DIR="metrics")
+    assert evaluation.returncode != 0
+    assert "GUNICORN_METRICS_DIR='metrics'" in evaluation.stderr
+
+
+def test_metrics_directory_reaches_prometheus_client_in_the_workers(evaluate):
+    evaluation = evaluate(GUNICORN_METRICS_BIND="[::1]:9101", GUNICORN_METRICS_DIR="/run/my-app/prometheus")
+    assert evaluation.returncode == 0, evaluation.stderr
+    assert evaluation.output["prometheus_dir"] == "/run/my-app/prometheus"
+
+
+def test_no_metrics_leave_prometheus_client_alone(evaluate):
+    assert evaluate().output["prometheus_dir"] is None

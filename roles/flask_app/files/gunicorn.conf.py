@@ -47,6 +47,9 @@ GUNICORN_SETTING_KEYS = frozenset(
         "LOG_LEVEL",
         "PROC_NAME",
         "SECRET_NAMES",
+        "METRICS_BIND",
+        "METRICS_ALLOW",
+        "METRICS_DIR",
     )
 )
 # The app's environment variables: any name a shell and systemd accept.
@@ -309,3 +312,251 @@ proc_name = _text("PROC_NAME", "") or None
 # Gunicorn's control socket (on by default since 25.1) adds nothing but a
 # socket under $HOME or $XDG_RUNTIME_DIR, which the sandbox may not allow.
 control_socket_disable = True
+
+# --- Metrics -----------------------------------------------------------------
+#
+# Requests counted and timed by endpoint, method and status, for any app, with
+# the Prometheus client in its multiprocess mode: each worker writes its
+# values to files in one directory, and the master's own listener adds them
+# up for every scrape. The listener is not the app's: the public port never
+# serves the metrics, and only the addresses allowed may read them.
+#
+# The directory is emptied when the master starts, not on a HUP: the
+# counters of workers that a HUP or recycling replaced stay in the sum, so
+# that they never go back; a restart starts them from zero, which Prometheus
+# reads as a counter reset. The app's own prometheus_client metrics, made
+# in the same mode, are served with them.
+#
+# prometheus_client is imported only in the hooks, so that evaluating this
+# file (and --check-config) needs nothing but the standard library.
+
+METRICS_REQUESTS = "flask_app_requests_total"
+METRICS_DURATION = "flask_app_request_duration_seconds"
+# Seconds; chosen around the latency alert's threshold (p99 above 0.5 s by default).
+METRICS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A request no route of the app matched (404, 405), and one of an app that is
+# not Flask, whose endpoints the role cannot tell.
+UNMATCHED_ENDPOINT = "<unmatched>"
+UNKNOWN_ENDPOINT = "<unknown>"
+
+
+def _metrics_address(value):
+    host, separator, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _invalid(PREFIX + "METRICS_BIND", value, "HOST:PORT, IPv6 in brackets, or empty for no metrics")
+    return host, int(port)
+
+
+def _metrics_networks(value):
+    import ipaddress
+
+    networks = []
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise _invalid(PREFIX + "METRICS_ALLOW", value, "IP addresses or networks, comma separated") from None
+    return networks
+
+
+_metrics_bind_value = _text("METRICS_BIND", "")
+metrics_address = _metrics_address(_metrics_bind_value) if _metrics_bind_value else None
+metrics_allow = _metrics_networks(_text("METRICS_ALLOW", "127.0.0.1,::1"))
+metrics_dir = _text("METRICS_DIR", "")
+if metrics_address and not metrics_dir.startswith("/"):
+    raise _invalid(PREFIX + "METRICS_DIR", metrics_dir, f"an absolute directory when {PREFIX}METRICS_BIND is set")
+if metrics_address:
+    # Read by prometheus_client in every worker (and the app) as it is imported.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+
+def _empty_directory(path):
+    import shutil
+
+    os.makedirs(path, mode=0o750, exist_ok=True)
+    for name in os.listdir(path):
+        target = os.path.join(path, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+
+
+def _client_allowed(address, networks):
+    import ipaddress
+
+    try:
+        client = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if client.version == 6 and client.ipv4_mapped:
+        client = client.ipv4_mapped
+    return any(client in network for network in networks)
+
+
+def _metrics_server(address, networks):
+    """An HTTP server answering GET /metrics with the sum of every process's values, to allowed clients only."""
+    import socket
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            if not _client_allowed(self.client_address[0], networks):
+                self._answer(403, "text/plain", b"forbidden\n")
+            elif self.path.split("?", 1)[0] != "/metrics":
+                self._answer(404, "text/plain", b"not found\n")
+            else:
+                registry = CollectorRegistry()
+                multiprocess.MultiProcessCollector(registry)
+                self._answer(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+
+        def _answer(self, status, content_type, body):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            # Scrapes are not requests of the app: nothing in the journal.
+            pass
+
+    host, port = address
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    return Server((host, port), Handler)
+
+
+class RequestMetrics:
+    """WSGI middleware counting and timing every request the app answers.
+
+    The status is the one the app started its answer with (500 when it
+    raised, as Gunicorn then answers); the time runs until the answer is
+    sent and closed. The endpoint is the Flask route's name, never the path,
+    so that the series stay few whatever paths clients ask for.
+    """
+
+    def __init__(self, app, requests, durations, url_map=None):
+        self.app, self.requests, self.durations, self.url_map = app, requests, durations, url_map
+
+    def endpoint(self, environ):
+        if self.url_map is None:
+            return UNKNOWN_ENDPOINT
+        try:
+            endpoint, _ = self.url_map.bind_to_environ(environ).match()
+        except Exception:  # NotFound, MethodNotAllowed, RequestRedirect: no route answers as such
+            return UNMATCHED_ENDPOINT
+        return endpoint
+
+    def record(self, environ, endpoint, status, started):
+        import time
+
+        method = environ.get("REQUEST_METHOD", "")
+        self.requests.labels(endpoint, method, status).inc()
+        self.durations.labels(endpoint, method, status).observe(time.perf_counter() - started)
+
+    def __call__(self, environ, start_response):
+        import time
+
+        started = time.perf_counter()
+        endpoint = self.endpoint(environ)
+        status = ["500"]
+
+        def capture(status_line, headers, exc_info=None):
+            status[0] = status_line.split(" ", 1)[0]
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            body = self.app(environ, capture)
+        except BaseException:
+            self.record(environ, endpoint, "500", started)
+            raise
+        return _ClosingBody(body, lambda: self.record(environ, endpoint, status[0], started))
+
+
+class _ClosingBody:
+    """The app's answer, with a call once Gunicorn has sent and closed it (whatever happened)."""
+
+    def __init__(self, body, on_close):
+        self.body, self.on_close, self.closed = body, on_close, False
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            self.on_close()
+
+
+def _flask_url_map(app):
+    """The url_map of the Flask app behind `app`, through the usual wrappers (wsgi_app, app), or None."""
+    seen = set()
+    while app is not None and id(app) not in seen:
+        seen.add(id(app))
+        if hasattr(app, "url_map") and hasattr(app.url_map, "bind_to_environ"):
+            return app.url_map
+        app = getattr(app, "app", None) or getattr(app, "application", None)
+    return None
+
+
+def on_starting(server):
+    # Once per start of the master (a HUP does not call it): last run's values go.
+    if metrics_address:
+        _empty_directory(metrics_dir)
+
+
+def when_ready(server):
+    if not metrics_address:
+        return
+    import threading
+
+    metrics = _metrics_server(metrics_address, metrics_allow)
+    # Kept on the arbiter, which outlives the HUPs that evaluate this file again.
+    server.metrics_server = metrics
+    server.log.info("Serving metrics at http://%s:%d/metrics", *metrics_address)
+    threading.Thread(target=metrics.serve_forever, name="metrics", daemon=True).start()
+
+
+def post_fork(server, worker):
+    # A worker inherits the master's metrics socket: closed, so that the
+    # port is free as soon as the master is gone, whatever its workers do.
+    metrics = getattr(server, "metrics_server", None)
+    if metrics is not None:
+        metrics.socket.close()
+
+
+def post_worker_init(worker):
+    if not metrics_address:
+        return
+    from prometheus_client import Counter, Histogram
+
+    labels = ("endpoint", "method", "status")
+    # registry=None: the values go to this worker's files only, and the app's
+    # default registry is left to the app's own metrics.
+    requests = Counter(METRICS_REQUESTS, "Requests answered, by Flask endpoint, method and status.", labels,
+                       registry=None)
+    durations = Histogram(METRICS_DURATION, "Seconds from a request's arrival to its answer's end.", labels,
+                          buckets=METRICS_BUCKETS, registry=None)
+    worker.wsgi = RequestMetrics(worker.wsgi, requests, durations, _flask_url_map(worker.wsgi))
+
+
+def child_exit(server, worker):
+    if metrics_address:
+        from prometheus_client import multiprocess
+
+        # Its live gauges go; its counters stay in the sum.
+        multiprocess.mark_process_dead(worker.pid)

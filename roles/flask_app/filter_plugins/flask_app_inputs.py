@@ -12,6 +12,7 @@ take it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 
@@ -195,6 +196,55 @@ def forwarded_allow_ips_errors(value, variable="flask_app_forwarded_allow_ips"):
             % (variable, ", ".join(entry or "(an empty entry)" for entry in untrusted), value)]
 
 
+def metrics_errors(inputs):
+    """Problems with the metrics listener: its port, its address and the addresses allowed to read it."""
+    if not inputs.get("flask_app_metrics", False):
+        return []
+    errors = []
+    port = inputs.get("flask_app_metrics_port")
+    if not at_least(port, 1, 65535) or whole_number(port) == whole_number(inputs["flask_app_port"]):
+        errors.append("flask_app_metrics_port must be within 1-65535 and differ from flask_app_port (%s): the public "
+                      "listener never serves the metrics; got %s" % (inputs["flask_app_port"], json.dumps(port, default=str)))
+    address = inputs.get("flask_app_metrics_bind_address")
+    if not isinstance(address, str) or not BIND_ADDRESS.match(address):
+        errors.append("flask_app_metrics_bind_address must be an IP address (IPv4, or IPv6 with or without brackets), "
+                      "got %s" % json.dumps(address, default=str))
+    allow = inputs.get("flask_app_metrics_allow")
+    if not isinstance(allow, list):
+        errors.append("flask_app_metrics_allow must be a list of IP addresses or networks, got %s"
+                      % json.dumps(allow, default=str))
+    else:
+        bad = [entry for entry in allow if network_or_none(entry) is None]
+        if bad:
+            errors.append("flask_app_metrics_allow must list IP addresses or networks (10.0.0.5, 10.0.0.0/24); got %s"
+                          % ", ".join(json.dumps(entry, default=str) for entry in bad))
+    return errors
+
+
+def network_or_none(value):
+    """VALUE as an IP network (an address is a network of one), or None when it is neither."""
+    if not isinstance(value, str) or LINE_BREAKING.search(value):
+        return None
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def monitoring_addresses(hosts, hostvars):
+    """The IP addresses the inventory gives HOSTS (their ansible_host), to allow them to read the metrics.
+
+    A host known by name only is left out: its address is not known before
+    it resolves, so the inventory lists it in flask_app_metrics_allow.
+    """
+    addresses = []
+    for host in hosts or []:
+        address = str(hostvars.get(host, {}).get("ansible_host", host))
+        if network_or_none(address) is not None and "/" not in address:
+            addresses.append(address)
+    return sorted(set(addresses))
+
+
 def input_errors(inputs, reserved_prefixes=()):
     """Every problem with the role's inputs that argument_specs cannot express, in one list.
 
@@ -205,7 +255,7 @@ def input_errors(inputs, reserved_prefixes=()):
     address families land in the unit, where a line break would add a
     directive.
     """
-    errors = gunicorn_errors(inputs)
+    errors = gunicorn_errors(inputs) + metrics_errors(inputs)
     if not at_least(inputs["flask_app_releases_keep"], 2):
         errors.append("flask_app_releases_keep must be >= 2 so that a rollback target always exists, got %s"
                       % inputs["flask_app_releases_keep"])
@@ -241,5 +291,6 @@ class FilterModule(object):
     def filters(self):
         return {
             "flask_app_input_errors": input_errors,
+            "flask_app_monitoring_addresses": monitoring_addresses,
             "flask_app_url_host": url_host,
         }

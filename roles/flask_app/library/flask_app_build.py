@@ -39,6 +39,11 @@ options:
     description: Gunicorn configuration file shipped with the release as gunicorn.conf.py.
     type: path
     required: true
+  role_requirements:
+    description:
+      - What the role's Gunicorn configuration needs at run time (the Prometheus client), pinned with --hash.
+      - Added to the app's requirements, except a project the app pins itself, whose pin wins.
+    type: path
   build_root:
     description: Cache directory; artifacts go to build_root/<release_id>/<platform key>/.
     type: path
@@ -100,6 +105,7 @@ IGNORED_DIRS = {"tests", "test", "build", "dist", "venv", "__pycache__", "node_m
 IGNORED_SUFFIXES = (".pyc", ".pyo", "~", ".swp")
 # Names of the files the artifact carries beside the wheels.
 REQUIREMENTS_NAME = "requirements.txt"
+ROLE_REQUIREMENTS_NAME = "role-requirements.txt"
 GUNICORN_CONFIG_NAME = "gunicorn.conf.py"
 # The artifact's name in the cache says its format: this one's requirements.txt pins the app
 # too. An artifact the build made before that, cached under the same release id, is rebuilt
@@ -179,6 +185,35 @@ def deterministic(tarinfo):
     return tarinfo
 
 
+def requirement_name(line):
+    """The normalised project name a requirements line pins, or None for a comment, option or continuation."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^]]*\])?\s*(==|>=|<=|~=|!=|===|<|>|@|;|\\|$)", line)
+    if not match or line.lstrip().startswith(("#", "-")):
+        return None
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+
+
+def merge_requirements(app_text, role_text):
+    """The app's requirements, then the role's for every project the app does not pin itself.
+
+    A requirement spans its line and the indented --hash lines after it.
+    """
+    pinned = {name for name in map(requirement_name, app_text.splitlines()) if name}
+    kept, keep = [], False
+    for line in role_text.splitlines():
+        name = requirement_name(line) if line[:1] not in (" ", "\t") else None
+        if name:
+            keep = name not in pinned
+        elif line[:1] not in (" ", "\t"):
+            keep = False  # comments between requirements belong to none
+        if keep:
+            kept.append(line)
+    merged = app_text if app_text.endswith("\n") or not app_text else app_text + "\n"
+    if kept:
+        merged += "# What the role's Gunicorn configuration needs, not pinned by the app.\n" + "\n".join(kept) + "\n"
+    return merged
+
+
 def pin_app_wheel(requirements, wheels, output):
     """Write `requirements` to `output` with a line pinning the one wheel in `wheels`, the app's, by its hash.
 
@@ -208,16 +243,25 @@ def build_platform(module, source_dir, extra_files, pip_python, platform, destin
         env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
         module.run_command([pip_python, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheels, source_dir],
                            check_rc=True, environ_update=env)
+        dependencies = extra_files[REQUIREMENTS_NAME]
+        if ROLE_REQUIREMENTS_NAME in extra_files:
+            dependencies = os.path.join(workdir, "dependencies.txt")
+            with open(extra_files[REQUIREMENTS_NAME], encoding="utf-8") as app, \
+                    open(extra_files[ROLE_REQUIREMENTS_NAME], encoding="utf-8") as role, \
+                    open(dependencies, "w", encoding="utf-8") as merged:
+                merged.write(merge_requirements(app.read(), role.read()))
         # Pinned while the app's is the only wheel there; hosts install all of them with one pip run.
-        pin_app_wheel(extra_files[REQUIREMENTS_NAME], wheels, os.path.join(workdir, REQUIREMENTS_NAME))
+        pin_app_wheel(dependencies, wheels, os.path.join(workdir, REQUIREMENTS_NAME))
         command = [pip_python, "-m", "pip", "download", "--only-binary=:all:", "--require-hashes",
                    "--python-version", python, "--implementation", "cp", "--abi", abi, "--abi", "abi3",
-                   "--abi", "none", "--dest", wheels, "--requirement", extra_files[REQUIREMENTS_NAME]]
+                   "--abi", "none", "--dest", wheels, "--requirement", dependencies]
         for tag in manylinux_tags(platform["arch"], str(platform["glibc"])):
             command += ["--platform", tag]
         module.run_command(command, check_rc=True, environ_update=env)
+        if dependencies != extra_files[REQUIREMENTS_NAME]:
+            os.unlink(dependencies)  # in requirements.txt now; not part of the artifact
         for name, path in extra_files.items():
-            if name != REQUIREMENTS_NAME:
+            if name not in (REQUIREMENTS_NAME, ROLE_REQUIREMENTS_NAME):
                 shutil.copy2(path, os.path.join(workdir, name))
         # A name of its own, so that nothing but a finished artifact ever has the final name.
         descriptor, partial = tempfile.mkstemp(prefix=ARTIFACT_NAME + ".", suffix=".partial",
@@ -357,6 +401,7 @@ def main():
             source_dir=dict(type="path", required=True),
             requirements=dict(type="path", required=True),
             gunicorn_config=dict(type="path", required=True),
+            role_requirements=dict(type="path"),
             build_root=dict(type="path", required=True),
             platforms=dict(type="list", elements="dict", required=True),
             pip_python=dict(type="path", required=True),
@@ -371,8 +416,11 @@ def main():
         module.fail_json(msg="flask_app_source_dir=%s holds no pyproject.toml: it must point at the app's source "
                              "directory" % source_dir)
     extra_files = {REQUIREMENTS_NAME: module.params["requirements"], GUNICORN_CONFIG_NAME: module.params["gunicorn_config"]}
+    if module.params["role_requirements"]:
+        extra_files[ROLE_REQUIREMENTS_NAME] = module.params["role_requirements"]
     for option, path in (("flask_app_requirements_file", module.params["requirements"]),
-                         ("gunicorn_config", module.params["gunicorn_config"])):
+                         ("gunicorn_config", module.params["gunicorn_config"]),
+                         ("role_requirements", module.params["role_requirements"] or module.params["gunicorn_config"])):
         if not os.path.isfile(path):
             module.fail_json(msg="%s=%s is not a file" % (option, path))
     try:
