@@ -1,6 +1,7 @@
 """The checks of the edge's inputs: client limits, added headers, private paths and HTTPS."""
 
 import datetime
+import json
 
 import pytest
 from cryptography import x509
@@ -167,3 +168,22 @@ def test_an_acme_contact_must_be_an_address_and_a_ca_bundle_certificates():
     assert [error.split(" ", 1)[0] for error in errors] == ["nginx_lb_acme_email", "nginx_lb_acme_ca_bundle"]
     certificate, _ = certificate_and_key()
     assert errors_with(**ACME, nginx_lb_acme_email="ops@example.com", nginx_lb_acme_ca_bundle=certificate) == []
+
+
+OBSERVABILITY = {"nginx_lb_stub_status_port": 8081, "nginx_lb_log_rotate_keep": 14, "nginx_lb_log_rotate_max_size": "100M"}
+
+
+def test_stub_status_and_log_rotation_defaults_pass():
+    assert errors_with(**OBSERVABILITY) == []
+
+
+@pytest.mark.parametrize(("variable", "bad_value", "expected"), [
+    ("nginx_lb_stub_status_port", 80, "a port the site does not listen on"),
+    ("nginx_lb_stub_status_port", 70000, "a whole number within 0-65535"),
+    ("nginx_lb_log_rotate_keep", 0, "a whole number within 1-3650"),
+    ("nginx_lb_log_rotate_max_size", "100M; rm", "a size as logrotate reads it"),
+])
+def test_a_bad_stub_status_or_rotation_input_is_named_with_its_value(variable, bad_value, expected):
+    [error] = errors_with(**dict(OBSERVABILITY, **{variable: bad_value}))
+    assert error.startswith(f"{variable} must be {expected}"), error
+    assert error.endswith(json.dumps(bad_value))

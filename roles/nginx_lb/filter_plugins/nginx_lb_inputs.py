@@ -158,9 +158,28 @@ EDGE_BOUNDS = {
 }
 
 
+# A size as logrotate's maxsize takes it.
+LOG_SIZE = re.compile(r"[0-9]+[kMG]?\Z")
+
+
+def observability_errors(inputs):
+    """Problems with stub_status's port and the log rotation, all of which land in configuration files."""
+    errors = _bounds_errors(inputs, {"nginx_lb_stub_status_port": (0, 65535), "nginx_lb_log_rotate_keep": (1, 3650)})
+    taken = {str(inputs[name]) for name in ("nginx_lb_listen_port", "nginx_lb_https_port")}
+    if str(inputs["nginx_lb_stub_status_port"]) in taken:
+        errors.append(_problem("nginx_lb_stub_status_port", inputs["nginx_lb_stub_status_port"],
+                               "a port the site does not listen on (nginx_lb_listen_port, nginx_lb_https_port)"))
+    if not _shaped(LOG_SIZE)(inputs["nginx_lb_log_rotate_max_size"]):
+        errors.append(_problem("nginx_lb_log_rotate_max_size", inputs["nginx_lb_log_rotate_max_size"],
+                               "a size as logrotate reads it: digits, then optionally k, M or G (e.g. 100M)"))
+    return errors
+
+
 def edge_errors(inputs):
     """Problems with the client limits, the added headers, the private paths and the maintenance inputs."""
     errors = _bounds_errors(inputs, EDGE_BOUNDS) + header_size_errors(inputs["nginx_lb_client_header_max_size"])
+    if "nginx_lb_stub_status_port" in inputs:
+        errors += observability_errors(inputs)
     headers = inputs["nginx_lb_security_headers"]
     if not isinstance(headers, dict):
         errors.append(_problem("nginx_lb_security_headers", headers, "a mapping of header names to values"))
