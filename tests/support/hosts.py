@@ -78,7 +78,10 @@ def scenario_group_vars():
 
 def write_inventory(path, groups, group_vars=None, host_vars=None, all_vars=None):
     """An inventory of the scenario's containers with the given group membership and variables, on top of
-    the group variables of the scenario's own inventory."""
+    the group variables of the scenario's own inventory. The scenario's monitoring hosts come along unless
+    GROUPS names that group: the backends let them read the metrics, and a run without them would rewrite that."""
+    if "monitoring" not in groups and inventory().get_hosts("monitoring"):
+        groups = {**groups, "monitoring": inventory().get_hosts("monitoring")}
     members = {
         group: {name: {**connection_of(name), **(host_vars or {}).get(name, {})} for name in names}
         for group, names in groups.items()

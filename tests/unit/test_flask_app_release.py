@@ -391,3 +391,11 @@ def test_the_module_in_check_mode_reports_the_switch_and_changes_nothing(host, c
     assert run_main(params(host), lambda module: system, check_mode=True) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["changed"], result["outcome"], system.calls) == (True, "would switch", [])
+
+
+def test_the_metrics_listener_is_not_where_the_app_answers(host):
+    # Its port is below the app's: a revert must still probe the app's, and a drain wait for the app's clients.
+    system = system_for(host)
+    system.sockets = [(ipaddress.ip_address("0.0.0.0"), 8000), (ipaddress.ip_address("0.0.0.0"), 8080)]
+    result = run(host, system, action="inspect", other_ports=[8000])
+    assert result["listening"] == [{"address": "0.0.0.0", "port": 8080}]

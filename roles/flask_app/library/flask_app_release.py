@@ -70,6 +70,11 @@ options:
         description: The TCP port.
         type: int
         required: true
+  other_ports:
+    description: Ports the service listens on besides the app's (its metrics listener), left out of RV(listening).
+    type: list
+    elements: int
+    default: []
   files:
     description: Files a switch puts in force from a staged copy, keeping the copy it replaces.
     type: list
@@ -396,7 +401,10 @@ class Release:
         self.previous = link_target_id(self.previous_link)
         self.releases = releases(os.path.join(self.prefix, "releases"))
         self.installed = [release["id"] for release in self.releases if release["installed"]]
-        self.sockets = system.listening(params["user"])
+        # Where the app answers: not the service's other listeners (the metrics'), which neither drain nor
+        # answer health checks.
+        self.sockets = [socket for socket in system.listening(params["user"])
+                        if socket[1] not in (params.get("other_ports") or [])]
         self.service_state = self.unit.get("ActiveState") or "inactive"
         self.changed_since_start = changed_since_start(system, self.unit, self.current_link)
         # A rollback keeps the files in force: a failed rollout may have staged others.
@@ -625,6 +633,7 @@ ARGUMENT_SPEC = {
         "required": True,
         "options": {"address": {"type": "str", "required": True}, "port": {"type": "int", "required": True}},
     },
+    "other_ports": {"type": "list", "elements": "int", "default": []},
     "files": {
         "type": "list",
         "elements": "dict",
