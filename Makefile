@@ -114,6 +114,7 @@ test-app: ## Run the service's unit tests in a venv made from its pinned require
 
 .PHONY: test-unit
 test-unit: venv ## Run the unit tests of the roles' Python and of the test support (no containers)
+	@echo "==> promtool (the alert rules' tests): $$(scripts/ensure-promtool)"
 	@echo "==> pytest tests/unit"
 	@$(BIN)/pytest -q tests/unit
 
