@@ -279,6 +279,13 @@ EDGE_REFUSALS = [
 
 BAD_INPUTS = {
     "port out of range": ({}, ["-e", "flask_app_port=70000"], "flask_app_port must be within 1-65535, got 70000"),
+    "metrics on the app's port": ({}, ["-e", "flask_app_metrics_port=8080"],
+                                  "flask_app_metrics_port must be within 1-65535 and differ from flask_app_port (8080)"),
+    "a retention Prometheus cannot read": ({"monitoring": {"monitoring_retention": "15 days"}}, [],
+                                           'monitoring_retention must be a Prometheus duration such as 30s, 5m or '
+                                           '15d, got "15 days"'),
+    "an exporter allowed to a host name": ({}, ["-e", '{"monitoring_allow": ["monitor.example"]}'],
+                                           'monitoring_allow must be a list of IP addresses or networks'),
     "unknown balancing method": ({}, ["-e", "nginx_lb_balance_method=fastest"], "nginx_lb_balance_method"),
     "threads with sync workers": ({}, ["-e", "flask_app_worker_class=sync", "-e", "flask_app_threads=4"],
                                   "flask_app_threads must be 0 or 1 with flask_app_worker_class sync"),

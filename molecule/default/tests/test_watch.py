@@ -2,7 +2,9 @@
 
 Prometheus runs on the monitoring host (the acme container) and scrapes every
 2 s (molecule.yml). Counts are read once the load has stopped and every
-target has been scraped since.
+target has been scraped since. This module runs after the scenario's other
+tests (pytest takes the files in name order): its rolling deploy leaves the
+backends on a release of their own, which those tests do not expect.
 """
 
 import shutil
@@ -132,7 +134,7 @@ def test_a_rolling_deploy_reads_as_resets_never_as_negative_or_double_counts(pro
     assert min(value for _, value in increases) >= 0
     # Never more than was sent (a series counted twice would be); the few requests a backend answered
     # between its last scrape and its restart are all that may be missing.
-    assert load.total * 0.95 <= counted <= load.total, (counted, load.summary())
+    assert load.total * 0.9 <= counted <= load.total, (counted, load.summary())
 
 
 def test_a_stopped_backend_fires_backend_down_within_its_window_and_clears_when_back(prometheus, backend_host):
