@@ -154,6 +154,15 @@ def test_a_stopped_backend_fires_backend_down_within_its_window_and_clears_when_
              what="BackendDown to clear")
 
 
+def test_each_load_balancers_certificate_expiry_is_watched(prometheus):
+    expiries = {labels["host"]: value for labels, value in
+                prometheus.query("nginx_lb_certificate_expiry_timestamp_seconds")}
+    assert set(expiries) == set(LOADBALANCERS)
+    # pebble's certificates, not the placeholder the role serves until one is issued (two days).
+    assert min(expiries.values()) > time.time() + 14 * 86400, expiries
+    assert not prometheus.firing("CertificateExpiresSoon")
+
+
 def get_status(url):
     try:
         with urllib.request.urlopen(url, timeout=3) as answer:
