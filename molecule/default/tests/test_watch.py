@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import PROJECT, SERVICE, LoadGenerator, container_ip, container_of, inventory, run_playbook, wait_for
+from conftest import PROJECT, SERVICE, LoadGenerator, address_of, inventory, run_playbook, wait_for
 from tests.support.prometheus import Prometheus, increase_without_resets
 
 testinfra_hosts = []
@@ -29,14 +29,10 @@ BACKEND_DOWN_FOR = 10
 SCRAPE_INTERVAL = 2
 
 
-def address(name):
-    return container_ip(container_of(name))
-
-
 @pytest.fixture(scope="module")
 def prometheus():
     (monitor,) = inventory().get_hosts("monitoring")
-    client = Prometheus(f"http://{address(monitor)}:9090")
+    client = Prometheus(f"http://{address_of(monitor)}:9090")
     wait_for(lambda: all(target["health"] == "up" for target in client.targets()), timeout=90,
              what="every target up")
     return client
@@ -74,7 +70,7 @@ def test_every_target_of_the_inventory_is_scraped_and_up(prometheus):
 
 def test_n_requests_raise_the_counts_by_n_at_the_load_balancers_and_at_the_backends(prometheus):
     app_before, lb_before = quiet_counts(prometheus)
-    load = send_load(address("lb1"))
+    load = send_load(address_of("lb1"))
     app_after, lb_after = quiet_counts(prometheus)
     assert (app_after - app_before, lb_after - lb_before) == (load.total, load.total), load.summary()
     # Every backend served its share, and both are counted.
@@ -93,7 +89,7 @@ def test_the_workers_values_are_summed_into_one_series_per_label_set(prometheus)
 def test_counts_stay_exact_across_a_reload_of_every_backend(prometheus, backend_host):
     app_before, lb_before = quiet_counts(prometheus)
     since = time.time()
-    with LoadGenerator(address("lb1"), concurrency=4, rate=150, min_requests=600, max_seconds=120) as load:
+    with LoadGenerator(address_of("lb1"), concurrency=4, rate=150, min_requests=600, max_seconds=120) as load:
         time.sleep(1)
         for name in BACKENDS:
             backend_host(name).check_output(f"systemctl reload {SERVICE}")
@@ -112,7 +108,7 @@ def test_a_rolling_deploy_reads_as_resets_never_as_negative_or_double_counts(pro
     (source / "src" / "hello_service" / "metrics_release.py").write_text("# a new release\n")
     app_before, lb_before = quiet_counts(prometheus)
     since = time.time()
-    with LoadGenerator(address("lb1"), concurrency=4, rate=100, min_requests=600, max_seconds=600) as load:
+    with LoadGenerator(address_of("lb1"), concurrency=4, rate=100, min_requests=600, max_seconds=600) as load:
         returncode, output, _ = run_playbook("playbooks/rolling_update.yml", scenario_hosts_file,
                                              "-e", f"flask_app_source_dir={source}", check=False)
     assert returncode == 0, output[-4000:]
@@ -189,4 +185,4 @@ def test_no_metric_endpoint_answers_through_the_public_listener(lb_url, path):
 ])
 def test_exporters_answer_the_monitoring_hosts_only(prometheus, host, port, refused_with):
     # This machine is no monitoring host; Prometheus, on the monitoring host, scrapes them all (the first test).
-    assert get_status(f"http://{address(host)}:{port}/metrics") == refused_with
+    assert get_status(f"http://{address_of(host)}:{port}/metrics") == refused_with
