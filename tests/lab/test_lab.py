@@ -18,6 +18,7 @@ import pytest
 
 from tests.support import inventory as inventories
 from tests.support import playbook
+from tests.support.prometheus import Prometheus
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 URL = "https://127.0.0.1:8443/requestme"
@@ -72,7 +73,27 @@ def test_up_serves_the_original_json_from_both_backends(clean_lab):
     assert len(served) == 2, served
     # The closing lines name the backend that answered each request.
     assert re.search(r"Hello Flask\.!!\"\}\s+<- app1", output) and re.search(r"<- app2", output), output
-    assert set(deploy_changes()) == {"lb1", "app1", "app2"}, "no stats for every host in .logs/deploy.json"
+    assert set(deploy_changes()) == {"lb1", "app1", "app2", "mon1"}, "no stats for every host in .logs/deploy.json"
+
+
+def test_prometheus_on_loopback_watches_every_host_of_the_inventory(clean_lab):
+    # The README's Prometheus UI: its targets come from the inventory, and each answers.
+    expected = {("app", "app1"), ("app", "app2"), ("nginx", "lb1"), ("nginx_log", "lb1"), ("node", "app1"),
+                ("node", "app2"), ("node", "lb1"), ("node", "mon1"), ("prometheus", None)}
+    prometheus = Prometheus("http://127.0.0.1:9090")
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            targets = prometheus.targets()
+        except OSError:  # a Prometheus that make up's handlers have just restarted
+            targets = []
+        watched = {(target["labels"]["job"], target["labels"].get("host")) for target in targets}
+        down = [(target["scrapeUrl"], target["lastError"]) for target in targets if target["health"] != "up"]
+        if (watched == expected and not down) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert watched == expected, watched
+    assert not down, down
 
 
 def test_http_redirects_to_the_labs_https_with_hsts(clean_lab):
