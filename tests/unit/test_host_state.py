@@ -1,10 +1,10 @@
-"""nginx_lb_host_state, run as Ansible runs it, with dpkg-query and systemctl answered by a recorder."""
+"""host_state, run as Ansible runs it, with dpkg-query and systemctl answered by a recorder."""
 
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-import nginx_lb_host_state
+import host_state
 
 
 class Exited(Exception):
@@ -37,9 +37,9 @@ def host(monkeypatch):
 
 
 def run(**args):
-    with patch_module_args({"service": "nginx", **args}):
+    with patch_module_args(args):
         with pytest.raises(Exited) as exited:
-            nginx_lb_host_state.main()
+            host_state.main()
     assert not exited.value.failed, exited.value.result
     return exited.value.result
 
@@ -64,8 +64,8 @@ def test_no_packages_asks_dpkg_nothing(host):
 
 def test_kernel_settings_are_read_under_proc_sys(host, monkeypatch):
     present = {"/proc/sys/net/ipv4/tcp_tw_reuse"}
-    monkeypatch.setattr(nginx_lb_host_state.os.path, "exists", lambda path: path in present)
-    monkeypatch.setattr(nginx_lb_host_state.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(host_state.os.path, "exists", lambda path: path in present)
+    monkeypatch.setattr(host_state.os, "access", lambda path, mode: False)
     result = run(sysctl=["net.ipv4.tcp_tw_reuse", "net.ipv4.no_such_setting"])
     assert result["sysctl"] == {"net.ipv4.tcp_tw_reuse": {"exists": True, "writeable": False},
                                 "net.ipv4.no_such_setting": {"exists": False, "writeable": False}}
@@ -78,18 +78,18 @@ def test_existing_paths_are_reported_in_order(host, tmp_path):
     assert run(paths=paths)["existing_paths"] == paths[1:]
 
 
-def test_the_units_state_is_read_from_systemd(host):
+def test_the_units_state_is_read_from_systemd_by_their_full_name(host):
     host["systemctl"] = (0, "ActiveState=failed\nUnitFileState=disabled\n")
-    result = run()
-    assert (result["service_active"], result["service_enabled"]) == ("failed", "disabled")
-    assert host["commands"][-1][-1] == "nginx.service"
+    result = run(units=["nginx.service", "certbot.timer"])
+    assert result["units"] == {"nginx.service": {"active": "failed", "enabled": "disabled"},
+                               "certbot.timer": {"active": "failed", "enabled": "disabled"}}
+    assert [command[-1] for command in host["commands"]] == ["nginx.service", "certbot.timer"]
 
 
 @pytest.mark.parametrize("systemctl", [None, (1, "")])
 def test_a_unit_systemd_cannot_tell_of_is_inactive(host, systemctl):
     host["systemctl"] = systemctl
-    result = run()
-    assert (result["service_active"], result["service_enabled"]) == ("inactive", "")
+    assert run(units=["nginx.service"])["units"] == {"nginx.service": {"active": "inactive", "enabled": ""}}
 
 
 def test_files_report_checksum_owner_group_and_mode_as_the_template_module_compares(host, tmp_path):
@@ -132,13 +132,17 @@ def test_directories_report_owner_group_and_mode_as_the_file_module_compares(hos
     }
 
 
-def test_more_units_are_read_by_their_full_name(host):
-    host["systemctl"] = (0, "ActiveState=active\nUnitFileState=enabled\n")
-    result = run(units=["certbot.timer"])
-    assert result["units"] == {"certbot.timer": {"active": "active", "enabled": "enabled"}}
-    assert [command[-1] for command in host["commands"]] == ["nginx.service", "certbot.timer"]
-
-
-def test_no_more_units_asks_systemd_about_the_service_alone(host):
+def test_no_units_asks_systemd_nothing(host):
     assert run()["units"] == {}
-    assert [command[-1] for command in host["commands"]] == ["nginx.service"]
+    assert host["commands"] == []
+
+
+def test_an_accounts_groups_include_its_primary_group_and_a_missing_account_is_none(host, monkeypatch):
+    monkeypatch.setattr(host_state.pwd, "getpwnam",
+                        lambda name: host_state.pwd.struct_passwd(("mtail", "x", 120, 130, "", "/", "/bin/false"))
+                        if name == "mtail" else (_ for _ in ()).throw(KeyError(name)))
+    monkeypatch.setattr(host_state.grp, "getgrall", lambda: [
+        host_state.grp.struct_group(("adm", "x", 4, ["syslog", "mtail"])),
+        host_state.grp.struct_group(("www-data", "x", 33, ["syslog"]))])
+    monkeypatch.setattr(host_state.grp, "getgrgid", lambda gid: host_state.grp.struct_group(("mtail", "x", gid, [])))
+    assert run(users=["mtail", "nobody-here"])["users"] == {"mtail": ["adm", "mtail"], "nobody-here": None}

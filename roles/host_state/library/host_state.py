@@ -1,25 +1,26 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Read what the nginx_lb role decides on about a load balancer, in one round trip."""
+"""Read what a role decides on about a host, in one round trip: the roles that write files and run services
+share it (nginx_lb, monitoring)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: nginx_lb_host_state
-short_description: Report a load balancer's missing packages, kernel settings, files and nginx's state
+module: host_state
+short_description: Report a host's missing packages, kernel settings, files, directories, accounts' groups and units
 description:
   - Reads, without changing anything, which of I(packages) dpkg does not list
     as installed, whether each kernel setting in I(sysctl) exists under
     C(/proc/sys) and may be written there, which of I(paths) exist, the
     checksum, owner, group and mode of each of I(files), the owner, group and
-    mode of each of I(directories), and the I(service) unit's and each of
-    I(units)' ActiveState and UnitFileState.
-  - One module run instead of an apt, a stat per setting, a file, a systemd
-    task and the template, copy and file tasks whose files and directories
-    are already as wanted.
+    mode of each of I(directories), the groups each of I(users) belongs to,
+    and each of I(units)' ActiveState and UnitFileState.
+  - One module run instead of an apt, a stat per setting, a file, a user, a
+    systemd task and the template, copy and file tasks whose files and
+    directories are already as wanted.
     On a re-run that changes nothing, those round trips are most of the time
-    the load balancer's play takes.
+    a host's play takes.
 options:
   packages:
     description: Debian packages the role installs; those not installed are returned in RV(missing_packages).
@@ -46,12 +47,13 @@ options:
     type: list
     elements: path
     default: []
-  service:
-    description: A systemd unit's name, without .service.
-    type: str
-    required: true
+  users:
+    description: Accounts whose groups the role decides on; returned in RV(users).
+    type: list
+    elements: str
+    default: []
   units:
-    description: More systemd units, by full name (e.g. C(certbot.timer)); their state is returned in RV(units).
+    description: Systemd units, by full name (e.g. C(nginx.service), C(certbot.timer)); their state is returned in RV(units).
     type: list
     elements: str
     default: []
@@ -85,21 +87,23 @@ directories:
     C("0755")); an empty dict for a path that is not a directory.
   type: dict
   returned: always
-units:
-  description: Per unit of I(units), C(active) (ActiveState) and C(enabled) (UnitFileState), read as for I(service).
+users:
+  description: >-
+    Per account of I(users), the sorted names of every group it belongs to (its primary group too); C(null)
+    for an account the host does not have.
   type: dict
   returned: always
-service_active:
-  description: The unit's ActiveState (active, inactive, failed...); inactive when systemd does not know it.
-  type: str
-  returned: always
-service_enabled:
-  description: The unit's UnitFileState (enabled, disabled...); empty when systemd does not know it.
-  type: str
+units:
+  description: >-
+    Per unit of I(units), C(active) (ActiveState: active, inactive, failed...; inactive when systemd does
+    not know it) and C(enabled) (UnitFileState: enabled, disabled...; empty when systemd does not know it).
+  type: dict
   returned: always
 """
 
+import grp
 import os
+import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -144,6 +148,20 @@ def unit_state(module, unit):
     return state.get("ActiveState") or "inactive", state.get("UnitFileState", "")
 
 
+def user_groups(name):
+    """The sorted names of every group NAME belongs to, as `id -Gn` lists them; None if there is no such account."""
+    try:
+        account = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    groups = {entry.gr_name for entry in grp.getgrall() if name in entry.gr_mem}
+    try:
+        groups.add(grp.getgrgid(account.pw_gid).gr_name)
+    except KeyError:
+        pass
+    return sorted(groups)
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -152,7 +170,7 @@ def main():
             "paths": {"type": "list", "elements": "path", "default": []},
             "files": {"type": "list", "elements": "path", "default": []},
             "directories": {"type": "list", "elements": "path", "default": []},
-            "service": {"type": "str", "required": True},
+            "users": {"type": "list", "elements": "str", "default": []},
             "units": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
@@ -162,7 +180,6 @@ def main():
     for name in module.params["sysctl"]:
         path = os.path.join("/proc/sys", *name.split("."))
         sysctl[name] = {"exists": os.path.exists(path), "writeable": os.access(path, os.W_OK)}
-    active, enabled = unit_state(module, module.params["service"] + ".service")
     units = {}
     for unit in module.params["units"]:
         unit_active, unit_enabled = unit_state(module, unit)
@@ -174,9 +191,8 @@ def main():
         existing_paths=[path for path in module.params["paths"] if os.path.lexists(path)],
         files={path: file_state(module, path) for path in module.params["files"]},
         directories={path: directory_state(module, path) for path in module.params["directories"]},
+        users={name: user_groups(name) for name in module.params["users"]},
         units=units,
-        service_active=active,
-        service_enabled=enabled,
     )
 
 
