@@ -72,6 +72,8 @@ def test_n_requests_raise_the_counts_by_n_at_the_load_balancers_and_at_the_backe
     app_before, lb_before = quiet_counts(prometheus)
     load = send_load(address_of("lb1"))
     app_after, lb_after = quiet_counts(prometheus)
+    print(f"{load.total} requests sent: the backends counted {app_after - app_before:.0f}, "
+          f"the load balancers {lb_after - lb_before:.0f}")
     assert (app_after - app_before, lb_after - lb_before) == (load.total, load.total), load.summary()
     # Every backend served its share, and both are counted.
     per_backend = prometheus.query(f'sum by (host) ({APP_REQUESTS.removeprefix("sum(").removesuffix(")")})')
@@ -96,6 +98,8 @@ def test_counts_stay_exact_across_a_reload_of_every_backend(prometheus, backend_
         time.sleep(3)
     assert load.errors == 0 and load.non_2xx == 0, load.summary()
     app_after, lb_after = quiet_counts(prometheus)
+    print(f"{load.total} requests sent across a reload of every backend: the backends counted "
+          f"{app_after - app_before:.0f}, the load balancers {lb_after - lb_before:.0f}")
     assert (app_after - app_before, lb_after - lb_before) == (load.total, load.total), load.summary()
     # A HUP keeps the master and its counts: no reset at all.
     assert prometheus.total(f'sum(resets(flask_app_requests_total{{job="app"}}[{int(time.time() - since) + 1}s]))') == 0
@@ -125,6 +129,8 @@ def test_a_rolling_deploy_reads_as_resets_never_as_negative_or_double_counts(pro
                                              until).items():
         added, reset = increase_without_resets([(since, baseline.get(labels, 0.0))] + series)
         counted, resets = counted + added, resets + reset
+    print(f"{load.total} requests sent across a rolling deploy: the load balancers counted "
+          f"{lb_after - lb_before:.0f}, the backends {counted:.0f} with {resets} resets")
     assert resets >= len(BACKENDS), "each backend restarted: its counts start again"
     increases = prometheus.query(f'increase(flask_app_requests_total{{job="app"}}[{int(until - since) + 1}s])')
     assert min(value for _, value in increases) >= 0
@@ -145,6 +151,7 @@ def test_a_stopped_backend_fires_backend_down_within_its_window_and_clears_when_
     finally:
         host.check_output(f"systemctl start {SERVICE}")
     # Not before its `for` window, and within it plus a scrape, an evaluation and the test's own polling.
+    print(f"BackendDown fired {fired_after:.1f} s after the stop (for: {BACKEND_DOWN_FOR} s)")
     assert BACKEND_DOWN_FOR <= fired_after <= BACKEND_DOWN_FOR + 4 * SCRAPE_INTERVAL + 2, fired_after
     wait_for(lambda: not prometheus.firing("BackendDown"), timeout=6 * SCRAPE_INTERVAL + 20, interval=0.5,
              what="BackendDown to clear")
