@@ -6,7 +6,7 @@ import pathlib
 import pytest
 import yaml
 
-from monitoring_config import FilterModule, allowed, host_errors, input_errors, scrape_configs
+from monitoring_config import FilterModule, allowed, exporter_files, host_errors, input_errors, scrape_configs
 
 DEFAULTS = yaml.safe_load((pathlib.Path(__file__).resolve().parents[2] / "roles" / "monitoring" / "defaults"
                            / "main.yml").read_text(encoding="utf-8"))
@@ -22,7 +22,8 @@ def targets(configs):
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {"monitoring_scrape_configs", "monitoring_alert_rules", "monitoring_allowed",
-                                             "monitoring_input_errors", "monitoring_host_errors"}
+                                             "monitoring_input_errors", "monitoring_host_errors",
+                                             "monitoring_exporter_files"}
 
 
 def test_every_backend_and_load_balancer_is_a_target_by_its_inventory_address():
@@ -81,3 +82,11 @@ def test_a_target_address_that_would_break_the_configuration_names_the_host():
     [error] = host_errors(["app1", "app2"], {"app1": {"ansible_host": "10.0.0.11"},
                                              "app2": {"ansible_host": "app2'; drop"}})
     assert error.startswith("app2: ") and json.dumps("app2'; drop") in error
+
+
+def test_each_exporters_files_are_named_after_its_service():
+    assert exporter_files([{"service": "mtail", "package": "mtail"}]) == {"mtail": {
+        "settings": "/etc/default/mtail",
+        "dropins": "/etc/systemd/system/mtail.service.d",
+        "allow": "/etc/systemd/system/mtail.service.d/monitoring-allow.conf"}}
+    assert exporter_files([]) == {}

@@ -198,6 +198,18 @@ def host_errors(hosts, hostvars):
     return errors
 
 
+def exporter_files(exporters):
+    """Where each exporter's files go, by service: its settings (the EnvironmentFile of Debian's unit), its
+    unit's drop-in directory, and the drop-in in it that lets only the monitoring hosts in."""
+    files = {}
+    for exporter in exporters or []:
+        service = exporter["service"]
+        dropins = "/etc/systemd/system/%s.service.d" % service
+        files[service] = {"settings": "/etc/default/%s" % service, "dropins": dropins,
+                          "allow": "%s/monitoring-allow.conf" % dropins}
+    return files
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -206,4 +218,5 @@ class FilterModule(object):
             "monitoring_allowed": allowed,
             "monitoring_input_errors": input_errors,
             "monitoring_host_errors": host_errors,
+            "monitoring_exporter_files": exporter_files,
         }
