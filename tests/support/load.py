@@ -6,10 +6,11 @@ import threading
 import time
 from collections import Counter
 
+from tests.support.traffic import ClientThreads
 from tests.support.web import EXPECTED_BODY
 
 
-class LoadGenerator:
+class LoadGenerator(ClientThreads):
     """Steady traffic through the load balancer while something else happens.
 
     `concurrency` threads alternate GET /requestme and POST /echo, each request
@@ -24,6 +25,8 @@ class LoadGenerator:
     accepts (a function of the decoded body). HTTPS: `connect` makes each
     connection (tests.support.endpoint.Endpoint(url, cafile, name).connect).
     """
+
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, address, concurrency=8, rate=100, min_requests=2000, max_seconds=900,
                  path="/requestme", expected=EXPECTED_BODY.__eq__, echo=True, connect=None):
@@ -42,23 +45,11 @@ class LoadGenerator:
         self.threads = [threading.Thread(target=self._run, args=(number,), daemon=True)
                         for number in range(concurrency)]
         self.started = self.elapsed = None
+        self.join_seconds = max_seconds
 
     @property
     def total(self):
         return self.ok + self.non_2xx + self.errors
-
-    def __enter__(self):
-        self.started = time.monotonic()
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_requested.set()
-        for thread in self.threads:
-            thread.join(timeout=self.max_seconds)
-        self.elapsed = time.monotonic() - self.started
-        return False
 
     def _record(self, kind, sample):
         with self.lock:

@@ -86,7 +86,7 @@ def test_private_networks_may_be_addresses_or_networks():
 
 
 @pytest.mark.parametrize("allowed", [["all"], ["10.0.0.0/8; allow all"], ["10.0.0.0/33"], "10.0.0.0/8", [8]])
-@pytest.mark.parametrize("variable", ["nginx_lb_private_allow", "nginx_lb_maintenance_allow"])
+@pytest.mark.parametrize("variable", ["nginx_lb_private_allow", "nginx_lb_maintenance_allow", "nginx_lb_limit_exempt"])
 def test_networks_of_another_shape_are_refused(variable, allowed):
     [error] = errors_with(**{variable: allowed})
     assert error.startswith(f"{variable} must be a list of IP addresses or networks")

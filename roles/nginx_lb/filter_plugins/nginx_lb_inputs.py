@@ -195,7 +195,7 @@ def edge_errors(inputs):
     if not isinstance(paths, list) or not all(isinstance(path, str) and LOCATION_PATH.match(path) for path in paths):
         errors.append(_problem("nginx_lb_private_paths", paths, "a list of paths, each '/' then letters, digits and "
                                "._~/@:+,=!*- (no space, quote, ';' or brace)"))
-    for variable in ("nginx_lb_private_allow", "nginx_lb_maintenance_allow"):
+    for variable in ("nginx_lb_private_allow", "nginx_lb_maintenance_allow", "nginx_lb_limit_exempt"):
         allowed = inputs[variable]
         if not isinstance(allowed, list) or not all(_is_network(entry) for entry in allowed):
             errors.append(_problem(variable, allowed, "a list of IP addresses or networks (10.0.0.0/8, 2001:db8::/32)"))
