@@ -4,14 +4,20 @@ The tests run in file order and build on each other: release R1 is what
 converge deployed, R2 a changed release, R3 a broken one.
 """
 
+import contextlib
+import datetime
+import json
 import re
 import shutil
+import time
 
 import pytest
 
-from conftest import (PROJECT, SERVICE, LoadGenerator, address_of, connection_header, drained_endpoints, gunicorn_pids,
+from conftest import (EXPECTED_BODY, PROJECT, SERVICE, LoadGenerator, address_of, connection_header, drained_endpoints, gunicorn_pids,
                       healthz, inventory, listening_sockets, rotation, run_playbook, upstream_lines, upstream_peers,
-                      upstream_servers, write_inventory)
+                      upstream_servers, request, wait_for, write_inventory)
+
+from tests.support.traffic import KINDS, Traffic
 
 testinfra_hosts = []
 
@@ -70,10 +76,28 @@ def batch_hosts(play_output):
     return set(re.findall(r"^(?:ok|changed|skipping|fatal|failed): \[(app\d+)[\] ]", own, re.MULTILINE))
 
 
-def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True):
-    with LoadGenerator(lb_address, concurrency=8, min_requests=2000) as load:
+def nginx_reloads(since):
+    """How many times nginx on lb1 was reloaded since SINCE (seconds since the epoch, the host's clock)."""
+    log = host("lb1").check_output(f"journalctl -u nginx -o cat --no-pager --since @{int(since)}")
+    return sum(1 for line in log.splitlines() if line.startswith("Reloaded "))
+
+
+def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True, keepalive=False):
+    """PLAYBOOK under the paced load; with `keepalive`, also under unpaced clients (tests/support/traffic.py),
+    kept-alive and not, of which those that retry as RFC 9110 allows must lose no GET."""
+    since = time.time()
+    # One client of each kind: unpaced, they take what CPU the deploy leaves.
+    with LoadGenerator(lb_address, concurrency=8, min_requests=2000) as load, \
+            (Traffic(f"{lb_address}:80", EXPECTED_BODY, clients_per_kind=1) if keepalive
+             else contextlib.nullcontext()) as fast:
         returncode, output, recap = run_playbook(playbook, hosts_file, *args, check=False)
     print(f"{playbook} {' '.join(args)}: rc={returncode}; load: {load.summary()}")
+    if fast is not None:
+        report = fast.report()
+        print(f"  nginx reloads: {nginx_reloads(since)}; unpaced clients: {report.summary()}")
+        for kind, (_keepalive, retry) in KINDS.items():
+            if retry:
+                assert report.failed(kind, "GET") == 0, report.summary()
     if expect_success:
         assert returncode == 0, output[-6000:]
     else:
@@ -106,7 +130,8 @@ def test_backends_with_one_cpu_run_one_keep_alive_worker_by_default(lb_address):
 
 def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file, lb_address):
     source = app_copy(tmp_path, lambda text: text + "\n# A change that makes a new release.\n")
-    deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
+    deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}",
+                      keepalive=True)
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1, releases
     assert releases["app1"] != state["R1"]
@@ -305,6 +330,45 @@ def test_a_unit_the_service_cannot_start_under_is_reverted_on_the_first_host(tmp
     deploy_under_load("site.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
     assert {name: started_at(name) for name in BACKENDS} == reverted
     assert_all_in_rotation()
+
+
+def access_log_since(since):
+    """lb1's JSON access log lines logged at or after SINCE (seconds since the epoch), as dicts."""
+    lines = host("lb1").check_output(f"cat /var/log/nginx/{SERVICE}.access.log").splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    return [entry for entry in entries
+            if datetime.datetime.fromisoformat(entry["time"]).timestamp() >= int(since)]
+
+
+def test_a_killed_backend_loses_no_get_and_only_the_posts_it_had(lb_address):
+    """SIGKILL of every process of one backend's service under unpaced load (kept-alive and new connections,
+    GET and POST): nginx sends each GET that failed on it to another backend; a POST it had already sent
+    may have run, so it answers 502 (nginx_lb_next_upstream has no non_idempotent). systemd restarts the
+    service, and the backend is back in rotation within its fail timeout."""
+    victim = "app2"
+    victim_address = f"{address_of(victim)}:8080"
+    with Traffic(f"{lb_address}:80", EXPECTED_BODY) as traffic:
+        time.sleep(2)
+        killed_at = time.time()
+        host(victim).run(f"systemctl kill --signal=KILL {SERVICE}")
+        time.sleep(3)
+    report = traffic.report()
+    # The log's method of an answer nginx wrote itself (its JSON 502, an error_page) is GET: the URI tells
+    # the POSTs (/echo) from the GETs (/requestme).
+    failed = [(entry["uri"], entry["status"], entry["upstream_addr"])
+              for entry in access_log_since(killed_at) if entry["status"] >= 500]
+    print(f"SIGKILL of {victim}'s service: {report.summary()}")
+    print(f"  5xx at the load balancer since the kill (uri, status, backends tried): {failed}")
+    assert report.failed(method="GET") == 0, report.summary()
+    # A POST fails only if it was in flight on the killed backend: at most one per client, each at that backend alone.
+    assert report.failed(method="POST") <= len(traffic.threads), report.summary()
+    assert all(uri == "/echo" and tried == victim_address for uri, _status, tried in failed), failed
+    # Restart=on-failure brings the service back; nginx tries the backend again after nginx_lb_fail_timeout (10 s).
+    wait_for(lambda: victim_address in {request(f"http://{lb_address}/requestme").headers["X-Upstream-Addr"]
+                                        for _ in range(6)}, timeout=30, interval=0.5,
+             what=f"{victim} to serve again through the load balancer")
+    print(f"  {victim} served again {time.time() - killed_at:.1f}s after the kill")
+    assert time.time() - killed_at <= 2 + 10 + 10, "not back within RestartSec, start-up and fail_timeout"
 
 
 def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):
