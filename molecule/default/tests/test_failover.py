@@ -81,15 +81,17 @@ def through(address, event, settle=SETTLE):
     return traffic.report, moment
 
 
-def check_losses(report, moment, what):
-    """Within the gap limit; a client that retries loses no GET, and no more POSTs than it had in flight."""
+def check_losses(report, moment, what, gap_limit=GAP_LIMIT):
+    """Within the gap limit (None: reported only); a client that retries loses no GET, and no more POSTs
+    than it had in flight."""
     gap = report.longest_gap(start=moment)
     print(f"{what}: no answer for {gap:.2f}s; {report.summary()}")
     for kind, (_keepalive, retry) in KINDS.items():
         if retry:
             assert report.failed(kind, "GET") == 0, report.summary()
             assert report.failed(kind, "POST") <= CLIENTS_PER_KIND, report.summary()
-    assert gap <= GAP_LIMIT, f"{what}: no answer for {gap:.2f}s"
+    if gap_limit is not None:
+        assert gap <= gap_limit, f"{what}: no answer for {gap:.2f}s"
     assert report.answered() > 0
 
 
@@ -168,7 +170,11 @@ def test_the_lost_load_balancer_back_with_preemption(floating_address, scenario_
             wait_for(lambda: holders(floating_address) == [favourite], timeout=30, interval=0.2,
                      what=f"{favourite} taking {floating_address} back")
         report, moment = through(floating_address, come_back)
-        check_losses(report, moment, f"{favourite} back, preemption on")
+        # The move back takes the address from a healthy load balancer with requests in flight: their
+        # packets go nowhere until the client's next retransmission reaches the new holder, which resets
+        # them, and a client can wait up to its timeout (5 s here). The gap is reported, not bounded:
+        # it is why keepalived_preempt is off by default.
+        check_losses(report, moment, f"{favourite} back, preemption on", gap_limit=None)
     finally:
         on(favourite, "systemctl", "start", "nginx")
         code, output, _ = run_playbook("playbooks/loadbalancers.yml", scenario_hosts_file)
