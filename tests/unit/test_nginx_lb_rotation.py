@@ -225,6 +225,74 @@ def test_in_rotation_puts_the_backend_back(dirs):
     assert [call[0] for call in FakeNginx.calls] == ["check", "reload"]
 
 
+def test_in_rotation_without_reload_writes_the_change_checked_for_the_next_reload(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"])
+    FakeNginx.calls.clear()
+    result = run(dirs, state="in_rotation", backends=["app1"], reload=False)
+    assert result["changed"] and not result["reloaded"] and result["reload_pending"]
+    assert [call[0] for call in FakeNginx.calls] == ["check"]
+    assert result["in_rotation"] == ["app1", "app2", "app3"] and stored(dirs)["reload_pending"]
+
+
+def test_the_next_drain_applies_a_waiting_change_in_its_one_reload(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"])
+    run(dirs, state="in_rotation", backends=["app1"], reload=False)
+    FakeNginx.calls.clear()
+    result = run(dirs, state="drained", backends=["app2"])
+    assert result["reloaded"] and not result["reload_pending"] and "reload_pending" not in stored(dirs)
+    assert [call[0] for call in FakeNginx.calls] == ["check", "reload"]
+
+
+def test_a_batch_drained_by_its_first_call_costs_one_reload(dirs):
+    rendered(dirs)
+    first = run(dirs, state="drained", backends=["app1", "app2"], batch=["app1", "app2"])
+    second = run(dirs, state="drained", backends=["app2", "app1"], batch=["app1", "app2"])
+    assert first["reloaded"] and not second["changed"]
+    assert [call[0] for call in FakeNginx.calls] == ["check", "reload"]
+
+
+def test_applied_reloads_once_for_a_waiting_change_and_then_not(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"])
+    run(dirs, state="in_rotation", backends=["app1"], reload=False)
+    FakeNginx.calls.clear()
+    first = run(dirs, state="applied")
+    again = run(dirs, state="applied")
+    assert first["changed"] and first["reloaded"] and not first["reload_pending"]
+    assert not again["changed"] and [call[0] for call in FakeNginx.calls] == ["reload"]
+
+
+def test_applied_in_check_mode_reports_the_waiting_reload_and_makes_none(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"])
+    run(dirs, state="in_rotation", backends=["app1"], reload=False)
+    FakeNginx.calls.clear()
+    result = run(dirs, state="applied", check_mode=True)
+    assert result["changed"] and FakeNginx.calls == [] and stored(dirs)["reload_pending"]
+
+
+def test_rendered_hands_a_waiting_change_to_its_caller_reload(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"])
+    run(dirs, state="in_rotation", backends=["app1"], reload=False)
+    FakeNginx.calls.clear()
+    result = run(dirs, state="rendered", peers=THREE, reload=False)
+    # The upstream file is already right; the role's handler reloads because the task changed.
+    assert result["changed"] and FakeNginx.calls == [] and "reload_pending" not in stored(dirs)
+    assert not run(dirs, state="rendered", peers=THREE, reload=False)["changed"]
+
+
+def test_a_failed_reload_leaves_the_change_waiting(dirs):
+    rendered(dirs)
+    FakeNginx.reload_ok = False
+    run(dirs, state="drained", backends=["app1"], expect_failure=True)
+    assert stored(dirs)["reload_pending"]
+    FakeNginx.reload_ok = True
+    assert run(dirs, state="applied")["reloaded"]
+
+
 def test_in_rotation_takes_the_backends_new_port_and_leaves_the_others(dirs):
     rendered(dirs)
     run(dirs, state="drained", backends=["app1"])

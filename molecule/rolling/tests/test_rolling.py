@@ -82,19 +82,23 @@ def nginx_reloads(since):
     return sum(1 for line in log.splitlines() if line.startswith("Reloaded "))
 
 
-def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True, keepalive=False):
+def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True, keepalive=False, max_reloads=None):
     """PLAYBOOK under the paced load; with `keepalive`, also under unpaced clients (tests/support/traffic.py),
-    kept-alive and not, of which those that retry as RFC 9110 allows must lose no GET."""
+    kept-alive and not, of which those that retry as RFC 9110 allows must lose no GET. Each nginx reload
+    closes the clients' idle connections: a rollout makes at most `max_reloads`."""
     since = time.time()
     # One client of each kind: unpaced, they take what CPU the deploy leaves.
     with LoadGenerator(lb_address, concurrency=8, min_requests=2000) as load, \
             (Traffic(f"{lb_address}:80", EXPECTED_BODY, clients_per_kind=1) if keepalive
              else contextlib.nullcontext()) as fast:
         returncode, output, recap = run_playbook(playbook, hosts_file, *args, check=False)
-    print(f"{playbook} {' '.join(args)}: rc={returncode}; load: {load.summary()}")
+    reloads = nginx_reloads(since)
+    print(f"{playbook} {' '.join(args)}: rc={returncode}; nginx reloads: {reloads}; load: {load.summary()}")
+    if max_reloads is not None:
+        assert reloads <= max_reloads, f"{reloads} reloads of nginx, more than {max_reloads}"
     if fast is not None:
         report = fast.report()
-        print(f"  nginx reloads: {nginx_reloads(since)}; unpaced clients: {report.summary()}")
+        print(f"  unpaced clients: {report.summary()}")
         for kind, (_keepalive, retry) in KINDS.items():
             if retry:
                 assert report.failed(kind, "GET") == 0, report.summary()
@@ -130,8 +134,10 @@ def test_backends_with_one_cpu_run_one_keep_alive_worker_by_default(lb_address):
 
 def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file, lb_address):
     source = app_copy(tmp_path, lambda text: text + "\n# A change that makes a new release.\n")
+    # One backend at a time: 3 batches, each one reload (its drain, with the last batch's undrain), and one
+    # for the last undrain.
     deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}",
-                      keepalive=True)
+                      keepalive=True, max_reloads=3 + 1)
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1, releases
     assert releases["app1"] != state["R1"]
@@ -150,7 +156,7 @@ def test_broken_release_fails_on_the_canary_alone_and_stops_the_rollout(tmp_path
     # keep the settings their release runs with.
     output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
                                   "-e", f"flask_app_source_dir={source}", "-e", "flask_app_health_timeout=10",
-                                  "-e", "flask_app_timeout=31", expect_success=False)
+                                  "-e", "flask_app_timeout=31", expect_success=False, max_reloads=1)
     assert output.count(SWITCH_PLAY) == 1, output[-3000:]
     assert "did not become healthy on app1" in output
     assert "reverted to release " + state["R2"] + " and the settings it ran with" in " ".join(output.split())
@@ -233,7 +239,7 @@ def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path,
 def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_address):
     source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
     output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
-                                  "-e", f"flask_app_source_dir={source}")
+                                  "-e", f"flask_app_source_dir={source}", max_reloads=2 + 1)
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1 and releases["app1"] != state["R1"], releases
     # Two batches: app1 alone (the canary), then app2 and app3 together.
@@ -371,6 +377,34 @@ def test_a_killed_backend_loses_no_get_and_only_the_posts_it_had(lb_address):
     assert time.time() - killed_at <= 2 + 10 + 10, "not back within RestartSec, start-up and fail_timeout"
 
 
+def served_by(lb_address, count=30):
+    """The backends (inventory names) that answered COUNT requests through the load balancer."""
+    names = {f"{address_of(name)}:8080": name for name in BACKENDS}
+    return {names.get(request(f"http://{lb_address}/requestme").headers["X-Upstream-Addr"], "?") for _ in range(count)}
+
+
+def test_a_backend_failing_in_a_batch_leaves_its_healthy_neighbour_serving(tmp_path, hosts_file, lb_address):
+    """The batch's healthy backend came back written, not reloaded: the failed batch applies it before the
+    rollout stops, so that nginx sends it requests again."""
+    # Only app3 gets a unit the service cannot start under; app2 shares its batch.
+    failing = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS,
+                              host_vars={"app3": {"flask_app_restrict_address_families": ["AF_UNIX"]}})
+    source = app_copy(tmp_path, lambda text: text + "\n# A release app3 cannot start.\n")
+    output, _ = deploy_under_load("playbooks/rolling_update.yml", failing, lb_address, "-e", "rolling_serial=2",
+                                  "-e", f"flask_app_source_dir={source}", "-e", "flask_app_health_timeout=10",
+                                  expect_success=False, max_reloads=2 + 1)
+    assert "did not become healthy on app3" in output
+    new = current_release("app1")
+    assert new != state["R4"] and current_release("app2") == new and serving_release("app3") == state["R4"]
+    assert rotation("lb1")["drained"] == ["app3"] and not rotation("lb1")["reload_pending"]
+    assert served_by(lb_address) == {"app1", "app2"}
+    # Without the bad input, app3 takes the release and everything serves again.
+    deploy_under_load("site.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}")
+    assert {name: serving_release(name) for name in BACKENDS} == {name: new for name in BACKENDS}
+    assert_all_in_rotation()
+    state["R5"] = new
+
+
 def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_address):
     # app2 and app3 are marked down in the inventory: app1 is the only backend serving.
     hosts_file = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS,
@@ -381,4 +415,4 @@ def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_addr
                                          "-e", f"flask_app_source_dir={source}", check=False)
     assert returncode != 0
     assert "would leave no backend serving" in output
-    assert current_release("app1") == state["R4"]
+    assert current_release("app1") == state["R5"]

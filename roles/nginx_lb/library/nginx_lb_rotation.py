@@ -26,11 +26,12 @@ options:
     description:
       - C(rendered) stores I(peers) as the upstream and puts every backend back in rotation (the role's full run).
       - C(drained) takes I(backends) out of rotation; C(in_rotation) puts them back.
+      - C(applied) reloads nginx if a change was written without a reload (I(reload=false)), and only then.
       - C(query) changes nothing and reports the state.
       - Where the site has no state yet (a load balancer not configured yet), every state but C(rendered) does
         nothing and returns RV(configured)=false.
     type: str
-    choices: [rendered, drained, in_rotation, query]
+    choices: [rendered, drained, in_rotation, applied, query]
     default: query
   backends:
     description: Inventory names of the backends to drain or put back. Names not in the upstream are ignored.
@@ -53,7 +54,12 @@ options:
     type: list
     elements: dict
   reload:
-    description: Reload nginx after a change. The role's full run reloads once, from a handler, instead.
+    description:
+      - Reload nginx after a change, and after a change an earlier call wrote without one (RV(reload_pending)).
+      - With C(false), a change is written and nginx keeps running the configuration it has until the next reload
+        (a rollout puts a batch back in rotation so, and the next batch's drain applies both in one reload).
+        C(rendered) reports a pending change as a change, and leaves the reload to the caller (the role's
+        handler).
     type: bool
     default: true
   conf_dir:
@@ -114,6 +120,10 @@ peers:
   type: list
   elements: dict
   returned: always
+reload_pending:
+  description: Whether the upstream file holds a change nginx has not been reloaded with (see I(reload)).
+  type: bool
+  returned: always
 upstream_file:
   description: The file the upstream's server lines are written to.
   type: str
@@ -144,7 +154,8 @@ PEER_OPTIONS = {
 }
 ARGUMENT_SPEC = {
     "site": {"type": "str", "required": True},
-    "state": {"type": "str", "default": "query", "choices": ["rendered", "drained", "in_rotation", "query"]},
+    "state": {"type": "str", "default": "query",
+              "choices": ["rendered", "drained", "in_rotation", "applied", "query"]},
     "backends": {"type": "list", "elements": "str", "default": []},
     "batch": {"type": "list", "elements": "str", "default": []},
     "peers": {"type": "list", "elements": "dict", "options": PEER_OPTIONS},
@@ -243,6 +254,7 @@ def report(state):
     peers = state["peers"] if state else []
     drained = state["drained"] if state else []
     return {
+        "reload_pending": bool(state and state.get("reload_pending")),
         "in_rotation": serving(peers, set(drained)),
         "drained": list(drained),
         "down": [peer["host"] for peer in peers if peer["down"]],
@@ -303,7 +315,13 @@ def apply(module, nginx, params):
     before = read_text(upstream_path)
     after = render(new, state_path)
     upstream_changed = before != after
-    result["changed"] = upstream_changed or current != new
+    # The running nginx lags the file when this change, or an earlier one, was written without a reload.
+    pending = upstream_changed or bool(current and current.get("reload_pending"))
+    reload_now = pending and (params["reload"] or params["state"] == "applied")
+    # rendered without a reload: the caller (the role's handler) reloads for a pending change too.
+    if pending and not reload_now and params["state"] != "rendered":
+        new["reload_pending"] = True
+    result["changed"] = upstream_changed or reload_now or current != new
     result["configured"] = True
     if module._diff:
         result["diff"] = {"before": before or "", "after": after,
@@ -322,11 +340,14 @@ def apply(module, nginx, params):
             write_file(module, upstream_path, after)
         os.makedirs(params["state_dir"], mode=0o755, exist_ok=True)
         write_file(module, state_path, json.dumps(new, indent=2, sort_keys=True) + "\n")
-        if upstream_changed and params["reload"]:
+        if reload_now:
             ok, message = nginx.reload()
             if not ok:
+                # Still pending: the next reload applies it.
+                write_file(module, state_path, json.dumps(dict(new, reload_pending=True), indent=2,
+                                                          sort_keys=True) + "\n")
                 raise Refused(f"the upstream changed but nginx did not reload: {message}")
-        result["reloaded"] = upstream_changed and params["reload"]
+        result["reloaded"] = reload_now
     return dict(result, **report(new))
 
 
