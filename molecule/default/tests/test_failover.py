@@ -27,7 +27,7 @@ testinfra_hosts = []
 # The most time without any answer an event may cost.
 GAP_LIMIT = 3.0
 # Traffic before and after each event, in seconds.
-SETTLE = 3.0
+SETTLE = 2.0
 CLIENTS_PER_KIND = 2
 
 
