@@ -25,6 +25,11 @@ STAGED_SETTINGS = f"/etc/{SERVICE}/settings.env.staged"
 STAGED_UNIT = f"/etc/{SERVICE}/{SERVICE}.service.staged"
 
 
+# For a change or a check of the backends alone, `--limit backends`, as an operator would run it: the
+# load balancers' plays have nothing to do (the backends' drains still reach them, delegated).
+BACKENDS_ONLY = ("--limit", "backends")
+
+
 @pytest.fixture(scope="module")
 def hosts_file(tmp_path_factory):
     return write_inventory(tmp_path_factory.mktemp("inventory") / "hosts.yml",
@@ -51,7 +56,7 @@ def test_a_settings_change_is_a_reload_that_drops_nothing_and_one_worker_keeps_c
     before = {name: gunicorn_pids(name) for name in BACKENDS}
     try:
         with LoadGenerator(address, min_requests=500) as load:
-            _, _, recap = run_playbook("site.yml", hosts_file, "-e", "flask_app_workers=1",
+            _, _, recap = run_playbook("site.yml", hosts_file, *BACKENDS_ONLY, "-e", "flask_app_workers=1",
                                        "-e", "flask_app_max_requests=0")
             for name in BACKENDS:
                 # The old workers finish their requests and exit; the new one replaces them.
@@ -76,7 +81,7 @@ def test_a_settings_change_is_a_reload_that_drops_nothing_and_one_worker_keeps_c
         # to each backend's single worker (nginx never retries the load's POSTs on another backend).
         before = {name: gunicorn_pids(name) for name in BACKENDS}
         with LoadGenerator(address, min_requests=500) as load:
-            run_playbook("site.yml", hosts_file)
+            run_playbook("site.yml", hosts_file, *BACKENDS_ONLY)
             for name in BACKENDS:
                 wait_for(lambda: gunicorn_pids(name)[1].isdisjoint(before[name][1]), timeout=30,
                          what=f"{name}'s keep-alive worker to be replaced")
@@ -88,12 +93,7 @@ def test_a_settings_change_is_a_reload_that_drops_nothing_and_one_worker_keeps_c
         # Whatever failed above, the next tests start from the inventory's settings (the next one shows
         # that a dry run then finds nothing to change).
         if "GUNICORN_WORKERS=1\n" in inventory().get_host("app1").file(f"/etc/{SERVICE}/settings.env").content_string:
-            run_playbook("site.yml", hosts_file)
-
-
-def test_check_diff_on_converged_hosts_changes_nothing(hosts_file):
-    _, output, recap = run_playbook("site.yml", hosts_file, "--check", "--diff")
-    assert recap and all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), output[-4000:]
+            run_playbook("site.yml", hosts_file, *BACKENDS_ONLY)
 
 
 # Tasks a re-run skips when the host already has what they make.
@@ -145,7 +145,7 @@ def test_a_rerun_repairs_drifts_and_a_missing_staged_unit_without_a_restart(host
         assert not repaired(app2), drift
     masters = {name: gunicorn_pids(name)[0] for name in BACKENDS}
 
-    _, output, _ = run_playbook("site.yml", hosts_file, "--check", "--diff")
+    _, output, _ = run_playbook("site.yml", hosts_file, *BACKENDS_ONLY, "--check", "--diff")
     for name in BACKENDS:
         assert f"would restart {name}" not in output and f"would switch {name}" not in output, output[-4000:]
     assert not app1.file(STAGED_UNIT).exists
@@ -197,27 +197,30 @@ def test_a_switch_stopped_before_its_restart_is_finished_by_a_rerun(hosts_file):
         app1.run_expect([0], f"cp --preserve=timestamps {STAGED_UNIT} /etc/systemd/system/{SERVICE}.service")
         masters = {name: gunicorn_pids(name)[0] for name in BACKENDS}
 
-        _, output, recap = run_playbook("site.yml", hosts_file, "--check", "--diff")
+        _, output, recap = run_playbook("site.yml", hosts_file, *BACKENDS_ONLY, "--check", "--diff")
         assert all(counts["changed"] == 0 for counts in recap.values()), recap
         for name in BACKENDS:
             assert f"would restart {name} on release {release} out of rotation" in output, output[-4000:]
 
-        _, output, recap = run_playbook("site.yml", hosts_file)
+        _, output, recap = run_playbook("site.yml", hosts_file, *BACKENDS_ONLY)
         for name in BACKENDS:
             assert recap[name]["changed"] > 0, output[-4000:]
             assert gunicorn_pids(name)[0] != masters[name], f"{name} was not restarted"
             assert healthy_release(name) == release
         assert drained_endpoints(inventory().get_host("lb1")) == [] and rotation("lb1")["drained"] == []
-        # Restarted, the services are what is on disk: a re-run leaves them alone.
-        _, output, recap = run_playbook("site.yml", hosts_file)
-        assert all(counts["changed"] == 0 for counts in recap.values()), recap
+        # Restarted, the services are what is on disk: a dry run of the whole site on the converged hosts
+        # finds nothing to change, and no switch to make.
+        _, output, recap = run_playbook("site.yml", hosts_file, "--check", "--diff")
+        assert recap and all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), \
+            output[-4000:]
+        assert "would restart" not in output and "would switch" not in output, output[-4000:]
         RERUNS["nothing to change"] = output
     finally:
         app2.run_expect([0], f"rm -rf {releases}/{stale}")
 
 
 def test_a_rerun_skips_the_account_directories_and_staged_files_it_has():
-    # The last run of the test above, which found nothing to change.
+    # The last (dry) run of the test above, which found nothing to change.
     output = RERUNS.get("nothing to change")
     assert output is not None, "the test above stopped before its re-run"
     assert hosts_that_ran(output, LAYOUT_TASKS + STAGING_TASKS) == set(), output[-4000:]
@@ -226,7 +229,8 @@ def test_a_rerun_skips_the_account_directories_and_staged_files_it_has():
 def test_an_ipv6_bind_address_is_bracketed_for_gunicorn(hosts_file):
     # A dry run renders the settings and decides the switch without touching the host; this lab's
     # containers have no IPv6 to bind to. (The bracketed form, [::], is the filter's unit test.)
-    _, output, _ = run_playbook("site.yml", hosts_file, "--check", "--diff", "-e", "flask_app_bind_address=::")
+    _, output, _ = run_playbook("site.yml", hosts_file, *BACKENDS_ONLY, "--check", "--diff",
+                                "-e", "flask_app_bind_address=::")
     assert "+GUNICORN_BIND=[::]:8080" in output, output[-4000:]
     for name in BACKENDS:
         assert f"would restart {name} on release" in output, output[-4000:]
@@ -244,7 +248,8 @@ def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
                              f" && mount -t tmpfs stuck {releases}/{release}/mnt")
     before = {name: gunicorn_pids(name) for name in BACKENDS}
     try:
-        returncode, output, _ = run_playbook("site.yml", hosts_file, "-e", "flask_app_max_requests=5000", check=False)
+        returncode, output, _ = run_playbook("site.yml", hosts_file, *BACKENDS_ONLY, "-e", "flask_app_max_requests=5000",
+                                             check=False)
         # A loop's failed item reads "failed: [host] (item=...)", not "fatal: [host]".
         assert returncode != 0 and "failed: [app2] (item=" in output, output[-4000:]
         failed_task = output.split("failed: [app2] (item=")[0].rsplit("TASK [", 1)[1]
@@ -258,7 +263,7 @@ def test_a_run_that_fails_after_a_settings_change_still_reloads(hosts_file):
     finally:
         for release in stuck:
             app2.run_expect([0], f"umount {releases}/{release}/mnt && rm -rf {releases}/{release}")
-        run_playbook("site.yml", hosts_file)
+        run_playbook("site.yml", hosts_file, *BACKENDS_ONLY)
 
 
 # How the edge case's refusals start, in the order preflight reports them.
@@ -424,8 +429,8 @@ def test_config_nginx_rejects_leaves_the_running_one(hosts_file, lb_url):
     before = lb.file(site).sha256sum
     # A size of the shape preflight lets through, above the largest file offset nginx
     # can hold (2^63 - 1 bytes): only nginx -t refuses it.
-    returncode, output, _ = run_playbook("site.yml", hosts_file, "-e", "nginx_lb_client_max_body_size=9000000000g",
-                                         check=False)
+    returncode, output, _ = run_playbook("site.yml", hosts_file, "--limit", "loadbalancers",
+                                         "-e", "nginx_lb_client_max_body_size=9000000000g", check=False)
     assert returncode != 0
     # nginx's own message, as Ansible prints it (quotes escaped).
     assert 'client_max_body_size\\" directive invalid value' in output, output[-3000:]
