@@ -150,7 +150,8 @@ def test_a_rerun_repairs_drifts_and_a_missing_staged_unit_without_a_restart(host
         assert f"would restart {name}" not in output and f"would switch {name}" not in output, output[-4000:]
     assert not app1.file(STAGED_UNIT).exists
 
-    _, output, recap = run_playbook("site.yml", hosts_file)
+    # The drifts are on the backends and lb1: lb2 and the monitoring host sit this run out.
+    _, output, recap = run_playbook("site.yml", hosts_file, "--limit", "backends:lb1")
     assert recap["app1"]["changed"] > 0 and recap["app2"]["changed"] > 0, output[-4000:]
     assert hosts_that_ran(output, LAYOUT_TASKS) == {"app2"}, output[-4000:]
     assert hosts_that_ran(output, STAGING_TASKS) == {"app1", "app2"}, output[-4000:]
