@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.hosts import (SERVICE, address_of, connection_header, container_of, drained_endpoints,
                                  gunicorn_pids, healthz, hosts_in, inventory, inventory_name, journal,
-                                 listening_sockets, rotation, upstream_lines, upstream_peers, upstream_servers,
+                                 listening_sockets, nginx_reloads, rotation, upstream_lines, upstream_peers, upstream_servers,
                                  write_inventory)
 from tests.support.load import LoadGenerator
 from tests.support.playbook import PROJECT_ROOT, ansible_command, run_as_user, run_playbook
@@ -20,7 +20,7 @@ PROJECT = str(PROJECT_ROOT)
 
 __all__ = ["EXPECTED_BODY", "PROJECT", "SERVICE", "LoadGenerator", "Response", "address_of", "ansible_command",
            "connection_header", "container_of", "drained_endpoints", "gunicorn_pids", "healthz",
-           "hosts_in", "inventory", "inventory_name", "journal", "listening_sockets", "request", "rotation",
+           "hosts_in", "inventory", "inventory_name", "journal", "listening_sockets", "nginx_reloads", "request", "rotation",
            "run_as_user", "run_playbook", "upstream_lines", "upstream_peers", "upstream_servers", "wait_for",
            "write_inventory"]
 

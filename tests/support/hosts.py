@@ -99,6 +99,13 @@ def journal(host, unit=SERVICE, lines=60):
     return host.run(f"journalctl -u {unit} -n {lines} --no-pager").stdout
 
 
+def nginx_reloads(lb_host, since):
+    """How many times nginx on LB_HOST was reloaded since SINCE (seconds since the epoch, the host's clock):
+    each reload closes the clients' idle kept-alive connections."""
+    log = lb_host.check_output(f"journalctl -u nginx -o cat --no-pager --since @{int(since)}")
+    return sum(1 for line in log.splitlines() if line.startswith("Reloaded "))
+
+
 def healthz(host):
     """The backend's /healthz answer, asked on the host itself."""
     return json.loads(host.check_output(

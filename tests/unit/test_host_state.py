@@ -4,13 +4,10 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from tests.support.ansible_module import Exited, trap_exits
+
 import host_state
 
-
-class Exited(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result, self.failed = result, failed
 
 
 @pytest.fixture
@@ -31,8 +28,7 @@ def host(monkeypatch):
 
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", lambda self, **r: (_ for _ in ()).throw(Exited(r, False)))
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", lambda self, **r: (_ for _ in ()).throw(Exited(r, True)))
+    trap_exits(monkeypatch)
     return answers
 
 

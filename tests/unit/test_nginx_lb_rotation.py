@@ -3,8 +3,9 @@
 import json
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+
+from tests.support.ansible_module import Exited, trap_exits
 
 import nginx_lb_rotation
 
@@ -12,11 +13,6 @@ SITE = "hello-service"
 # The real seam, kept before the fixture below replaces it.
 REAL_NGINX = nginx_lb_rotation.Nginx
 
-
-class Exited(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result, self.failed = result, failed
 
 
 class FakeNginx:
@@ -43,8 +39,7 @@ def fake_nginx(monkeypatch):
     FakeNginx.check_ok = FakeNginx.reload_ok = True
     FakeNginx.calls = []
     monkeypatch.setattr(nginx_lb_rotation, "Nginx", FakeNginx)
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", lambda self, **result: (_ for _ in ()).throw(Exited(result, False)))
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", lambda self, **result: (_ for _ in ()).throw(Exited(result, True)))
+    trap_exits(monkeypatch)
     return FakeNginx
 
 
@@ -282,6 +277,67 @@ def test_rendered_hands_a_waiting_change_to_its_caller_reload(dirs):
     # The upstream file is already right; the role's handler reloads because the task changed.
     assert result["changed"] and FakeNginx.calls == [] and "reload_pending" not in stored(dirs)
     assert not run(dirs, state="rendered", peers=THREE, reload=False)["changed"]
+
+
+def test_a_drain_and_undrain_written_without_reloads_leave_nothing_to_reload(dirs):
+    rendered(dirs)
+    drained = run(dirs, state="drained", backends=["app1"], reload=False)
+    assert drained["changed"] and drained["reload_pending"] and drained["drained"] == ["app1"]
+    back = run(dirs, state="in_rotation", backends=["app1"], reload=False)
+    # The file is back to what nginx runs: a rollout whose backends all came back reloads nothing.
+    assert back["changed"] and not back["reload_pending"] and "reload_pending" not in stored(dirs)
+    assert not run(dirs, state="applied")["changed"]
+    assert "reload" not in [call[0] for call in FakeNginx.calls]
+
+
+def test_a_backend_left_out_after_a_drain_without_reload_is_applied_in_one_reload(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"], reload=False)
+    run(dirs, state="drained", backends=["app2"], reload=False)
+    run(dirs, state="in_rotation", backends=["app2"], reload=False)
+    FakeNginx.calls.clear()
+    result = run(dirs, state="applied")
+    assert result["reloaded"] and result["drained"] == ["app1"] and "nginx_runs" not in stored(dirs)
+    assert [call[0] for call in FakeNginx.calls] == ["reload"]
+
+
+def test_a_batch_drained_and_undrained_without_reload_drained_reloads_nothing(dirs):
+    rendered(dirs)
+    for name in ("app1", "app2"):
+        run(dirs, state="drained", backends=[name], batch=["app1", "app2"], reload_drained=False)
+    first = run(dirs, state="in_rotation", backends=["app1"], reload_drained=False)
+    # app2 is still drained in the file only: it refuses connections itself, so nothing reloads for it.
+    assert not first["reloaded"] and first["reload_pending"] and first["drained"] == ["app2"]
+    second = run(dirs, state="in_rotation", backends=["app2"], reload_drained=False)
+    assert not second["reloaded"] and not second["reload_pending"]
+    assert "reload" not in [call[0] for call in FakeNginx.calls]
+
+
+def test_a_backend_back_at_a_new_port_reloads_without_reload_drained(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"], reload_drained=False)
+    moved = [peer("app1", port=8081), peer("app2"), peer("app3")]
+    result = run(dirs, state="in_rotation", backends=["app1"], peers=moved, reload_drained=False)
+    assert result["reloaded"] and not result["reload_pending"]
+    assert upstream(dirs)[0].startswith("server 10.0.0.1:8081 ")
+
+
+def test_a_backend_nginx_runs_drained_is_put_back_with_a_reload_even_without_reload_drained(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"])
+    FakeNginx.calls.clear()
+    run(dirs, state="drained", backends=["app1"], reload_drained=False)
+    result = run(dirs, state="in_rotation", backends=["app1"], reload_drained=False)
+    # nginx sends nothing to app1 until it reloads: the next backend's drain must not find it still out.
+    assert result["reloaded"] and not result["reload_pending"] and [call[0] for call in FakeNginx.calls] == ["check", "reload"]
+
+
+def test_a_waiting_change_from_a_state_that_did_not_keep_what_nginx_runs_is_reloaded(dirs):
+    rendered(dirs)
+    older = dict(stored(dirs), reload_pending=True)
+    with open(f"{dirs['state_dir']}/{SITE}.json", "w", encoding="utf-8") as handle:
+        json.dump(older, handle)
+    assert run(dirs, state="applied")["reloaded"]
 
 
 def test_a_failed_reload_leaves_the_change_waiting(dirs):

@@ -4,6 +4,7 @@ The tests run in file order and build on each other: release R1 is what
 converge deployed, R2 a changed release, R3 a broken one.
 """
 
+import contextlib
 import datetime
 import json
 import re
@@ -13,10 +14,10 @@ import time
 import pytest
 
 from conftest import (EXPECTED_BODY, PROJECT, SERVICE, LoadGenerator, address_of, connection_header, drained_endpoints, gunicorn_pids,
-                      healthz, inventory, listening_sockets, rotation, run_playbook, upstream_lines, upstream_peers,
+                      healthz, inventory, listening_sockets, nginx_reloads, rotation, run_playbook, upstream_lines, upstream_peers,
                       upstream_servers, request, wait_for, write_inventory)
 
-from tests.support.traffic import Traffic
+from tests.support.traffic import KINDS, Traffic
 
 testinfra_hosts = []
 
@@ -75,20 +76,25 @@ def batch_hosts(play_output):
     return set(re.findall(r"^(?:ok|changed|skipping|fatal|failed): \[(app\d+)[\] ]", own, re.MULTILINE))
 
 
-def nginx_reloads(since):
-    """How many times nginx on lb1 was reloaded since SINCE (seconds since the epoch, the host's clock)."""
-    log = host("lb1").check_output(f"journalctl -u nginx -o cat --no-pager --since @{int(since)}")
-    return sum(1 for line in log.splitlines() if line.startswith("Reloaded "))
-
-
-def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True, max_reloads=None):
-    """PLAYBOOK under the paced load. Each nginx reload closes the clients' idle kept-alive connections: a
+def deploy_under_load(playbook, hosts_file, lb_address, *args, expect_success=True, max_reloads=None,
+                      clients=False):
+    """PLAYBOOK under the paced load, and with `clients` the unpaced kept-alive and new-connection clients
+    too (tests/support/traffic.py). Each nginx reload closes the clients' idle kept-alive connections: a
     rollout makes at most `max_reloads`."""
     since = time.time()
-    with LoadGenerator(lb_address, concurrency=8, min_requests=2000) as load:
+    with LoadGenerator(lb_address, concurrency=8, min_requests=2000) as load, \
+            (Traffic(f"{lb_address}:80", EXPECTED_BODY, clients_per_kind=1) if clients else contextlib.nullcontext()) \
+            as traffic:
         returncode, output, recap = run_playbook(playbook, hosts_file, *args, check=False)
-    reloads = nginx_reloads(since)
+    reloads = nginx_reloads(host("lb1"), since)
     print(f"{playbook} {' '.join(args)}: rc={returncode}; nginx reloads: {reloads}; load: {load.summary()}")
+    if clients:
+        report = traffic.report()
+        print(f"  unpaced clients: {report.summary()}")
+        # Every client that retries as RFC 9112 lets it loses nothing; the one that never retries is reported.
+        for kind, (_keepalive, retry) in KINDS.items():
+            if retry:
+                assert report.failed(kind) == 0, report.summary()
     if max_reloads is not None:
         assert reloads <= max_reloads, f"{reloads} reloads of nginx, more than {max_reloads}"
     if expect_success:
@@ -123,10 +129,10 @@ def test_backends_with_one_cpu_run_one_keep_alive_worker_by_default(lb_address):
 
 def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file, lb_address):
     source = app_copy(tmp_path, lambda text: text + "\n# A change that makes a new release.\n")
-    # One backend at a time: 3 batches, each one reload (its drain, with the last batch's undrain), and one
-    # for the last undrain.
+    # One backend at a time. Each refuses new connections itself while it switches: nginx is never reloaded,
+    # so no kept-alive client connection is closed under a request.
     deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}",
-                      max_reloads=3 + 1)
+                      max_reloads=0, clients=True)
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1, releases
     assert releases["app1"] != state["R1"]
@@ -228,7 +234,7 @@ def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path,
 def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_address):
     source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
     output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
-                                  "-e", f"flask_app_source_dir={source}", max_reloads=2 + 1)
+                                  "-e", f"flask_app_source_dir={source}", max_reloads=0)
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1 and releases["app1"] != state["R1"], releases
     # Two batches: app1 alone (the canary), then app2 and app3 together.
@@ -373,15 +379,15 @@ def served_by(lb_address, count=30):
 
 
 def test_a_backend_failing_in_a_batch_leaves_its_healthy_neighbour_serving(tmp_path, lb_address):
-    """The batch's healthy backend came back written, not reloaded: the failed batch applies it before the
-    rollout stops, so that nginx sends it requests again."""
+    """The batch's healthy backend came back with no reload; the backend that failed stays out: the failed
+    batch reloads nginx once with it marked down before the rollout stops."""
     # Only app2 gets a unit the service cannot start under; app1 shares its batch (no canary).
     failing = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS,
                               host_vars={"app2": {"flask_app_restrict_address_families": ["AF_UNIX"]}})
     source = app_copy(tmp_path, lambda text: text + "\n# A release app2 cannot start.\n")
     output, _ = deploy_under_load("playbooks/rolling_update.yml", failing, lb_address, "-e", "rolling_serial=2",
                                   "-e", "rolling_canary=false", "-e", f"flask_app_source_dir={source}",
-                                  "-e", "flask_app_health_timeout=10", expect_success=False, max_reloads=1 + 1)
+                                  "-e", "flask_app_health_timeout=10", expect_success=False, max_reloads=1)
     assert "did not become healthy on app2" in output
     new = current_release("app1")
     assert new != state["R4"] and serving_release("app2") == state["R4"] and current_release("app3") == state["R4"]

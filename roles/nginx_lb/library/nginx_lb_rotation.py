@@ -53,13 +53,22 @@ options:
         back at that port); the others are left as stored.
     type: list
     elements: dict
+  reload_drained:
+    description:
+      - With C(false), a change of the drained backends alone does not reload nginx, even with I(reload): it waits
+        for the next reload (RV(reload_pending)). A change of a peer's line (its address, port or options)
+        still does, and so does C(in_rotation) for a backend nginx runs drained (one a failed rollout left
+        out). A rollout drains and undrains so, while each backend refuses new connections itself.
+    type: bool
+    default: true
   reload:
     description:
       - Reload nginx after a change, and after a change an earlier call wrote without one (RV(reload_pending)).
-      - With C(false), a change is written and nginx keeps running the configuration it has until the next reload
-        (a rollout puts a batch back in rotation so, and the next batch's drain applies both in one reload).
-        C(rendered) reports a pending change as a change, and leaves the reload to the caller (the role's
-        handler).
+      - With C(false), a change is written and nginx keeps running the configuration it has until the next reload.
+        The state keeps what nginx runs, so a later change that brings the file back to it leaves nothing to
+        reload: a rollout drains and undrains each backend so, while the backend refuses new connections
+        itself, and nginx is reloaded only for a backend that stays out. C(rendered) reports a pending change
+        as a change, and leaves the reload to the caller (the role's handler).
     type: bool
     default: true
   conf_dir:
@@ -160,6 +169,7 @@ ARGUMENT_SPEC = {
     "batch": {"type": "list", "elements": "str", "default": []},
     "peers": {"type": "list", "elements": "dict", "options": PEER_OPTIONS},
     "reload": {"type": "bool", "default": True},
+    "reload_drained": {"type": "bool", "default": True},
     "conf_dir": {"type": "path", "default": "/etc/nginx/conf.d"},
     "state_dir": {"type": "path", "default": "/var/lib/nginx_lb"},
     "checker": {"type": "path", "default": "/usr/local/sbin/nginx-lb-validate"},
@@ -263,6 +273,21 @@ def report(state):
     }
 
 
+def running(state):
+    """The rotation nginx runs ({"peers", "drained"}): the state's own, unless a change was written without a
+    reload. None: unknown (no state yet, or one written before it kept this), which differs from any."""
+    if not state:
+        return None
+    if state.get("reload_pending"):
+        return state.get("nginx_runs")
+    return {"peers": state["peers"], "drained": state["drained"]}
+
+
+def lagging(runs):
+    """What a state stores while nginx runs `runs`, not its file."""
+    return {"reload_pending": True, "nginx_runs": runs}
+
+
 def read_text(path):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -315,12 +340,19 @@ def apply(module, nginx, params):
     before = read_text(upstream_path)
     after = render(new, state_path)
     upstream_changed = before != after
-    # The running nginx lags the file when this change, or an earlier one, was written without a reload.
-    pending = upstream_changed or bool(current and current.get("reload_pending"))
-    reload_now = pending and (params["reload"] or params["state"] == "applied")
+    runs = running(current)
+    # nginx lags the file when it runs something else: this change, or an earlier one written without a
+    # reload. A change that brings the file back to what nginx runs (a drain and an undrain, both without a
+    # reload) leaves nothing to reload.
+    pending = runs is None or render(runs, state_path) != after
+    # Without reload_drained, drained marks alone wait: the backends refuse new connections themselves. But
+    # a backend put back that nginx runs drained gets no request until nginx is told.
+    wanted = params["reload_drained"] or runs is None or runs["peers"] != new["peers"] or (
+        params["state"] == "in_rotation" and bool(set(params["backends"]) & set(runs["drained"])))
+    reload_now = pending and ((params["reload"] and wanted) or params["state"] == "applied")
     # rendered without a reload: the caller (the role's handler) reloads for a pending change too.
     if pending and not reload_now and params["state"] != "rendered":
-        new["reload_pending"] = True
+        new.update(lagging(runs))
     result["changed"] = upstream_changed or reload_now or current != new
     result["configured"] = True
     if module._diff:
@@ -344,7 +376,7 @@ def apply(module, nginx, params):
             ok, message = nginx.reload()
             if not ok:
                 # Still pending: the next reload applies it.
-                write_file(module, state_path, json.dumps(dict(new, reload_pending=True), indent=2,
+                write_file(module, state_path, json.dumps(dict(new, **lagging(runs)), indent=2,
                                                           sort_keys=True) + "\n")
                 raise Refused(f"the upstream changed but nginx did not reload: {message}")
         result["reloaded"] = reload_now
