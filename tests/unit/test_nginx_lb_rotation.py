@@ -279,67 +279,6 @@ def test_rendered_hands_a_waiting_change_to_its_caller_reload(dirs):
     assert not run(dirs, state="rendered", peers=THREE, reload=False)["changed"]
 
 
-def test_a_drain_and_undrain_written_without_reloads_leave_nothing_to_reload(dirs):
-    rendered(dirs)
-    drained = run(dirs, state="drained", backends=["app1"], reload=False)
-    assert drained["changed"] and drained["reload_pending"] and drained["drained"] == ["app1"]
-    back = run(dirs, state="in_rotation", backends=["app1"], reload=False)
-    # The file is back to what nginx runs: a rollout whose backends all came back reloads nothing.
-    assert back["changed"] and not back["reload_pending"] and "reload_pending" not in stored(dirs)
-    assert not run(dirs, state="applied")["changed"]
-    assert "reload" not in [call[0] for call in FakeNginx.calls]
-
-
-def test_a_backend_left_out_after_a_drain_without_reload_is_applied_in_one_reload(dirs):
-    rendered(dirs)
-    run(dirs, state="drained", backends=["app1"], reload=False)
-    run(dirs, state="drained", backends=["app2"], reload=False)
-    run(dirs, state="in_rotation", backends=["app2"], reload=False)
-    FakeNginx.calls.clear()
-    result = run(dirs, state="applied")
-    assert result["reloaded"] and result["drained"] == ["app1"] and "nginx_runs" not in stored(dirs)
-    assert [call[0] for call in FakeNginx.calls] == ["reload"]
-
-
-def test_a_batch_drained_and_undrained_without_reload_drained_reloads_nothing(dirs):
-    rendered(dirs)
-    for name in ("app1", "app2"):
-        run(dirs, state="drained", backends=[name], batch=["app1", "app2"], reload_drained=False)
-    first = run(dirs, state="in_rotation", backends=["app1"], reload_drained=False)
-    # app2 is still drained in the file only: it refuses connections itself, so nothing reloads for it.
-    assert not first["reloaded"] and first["reload_pending"] and first["drained"] == ["app2"]
-    second = run(dirs, state="in_rotation", backends=["app2"], reload_drained=False)
-    assert not second["reloaded"] and not second["reload_pending"]
-    assert "reload" not in [call[0] for call in FakeNginx.calls]
-
-
-def test_a_backend_back_at_a_new_port_reloads_without_reload_drained(dirs):
-    rendered(dirs)
-    run(dirs, state="drained", backends=["app1"], reload_drained=False)
-    moved = [peer("app1", port=8081), peer("app2"), peer("app3")]
-    result = run(dirs, state="in_rotation", backends=["app1"], peers=moved, reload_drained=False)
-    assert result["reloaded"] and not result["reload_pending"]
-    assert upstream(dirs)[0].startswith("server 10.0.0.1:8081 ")
-
-
-def test_a_backend_nginx_runs_drained_is_put_back_with_a_reload_even_without_reload_drained(dirs):
-    rendered(dirs)
-    run(dirs, state="drained", backends=["app1"])
-    FakeNginx.calls.clear()
-    run(dirs, state="drained", backends=["app1"], reload_drained=False)
-    result = run(dirs, state="in_rotation", backends=["app1"], reload_drained=False)
-    # nginx sends nothing to app1 until it reloads: the next backend's drain must not find it still out.
-    assert result["reloaded"] and not result["reload_pending"] and [call[0] for call in FakeNginx.calls] == ["check", "reload"]
-
-
-def test_a_waiting_change_from_a_state_that_did_not_keep_what_nginx_runs_is_reloaded(dirs):
-    rendered(dirs)
-    older = dict(stored(dirs), reload_pending=True)
-    with open(f"{dirs['state_dir']}/{SITE}.json", "w", encoding="utf-8") as handle:
-        json.dump(older, handle)
-    assert run(dirs, state="applied")["reloaded"]
-
-
 def test_a_failed_reload_leaves_the_change_waiting(dirs):
     rendered(dirs)
     FakeNginx.reload_ok = False
@@ -347,6 +286,68 @@ def test_a_failed_reload_leaves_the_change_waiting(dirs):
     assert stored(dirs)["reload_pending"]
     FakeNginx.reload_ok = True
     assert run(dirs, state="applied")["reloaded"]
+
+
+def test_drained_by_the_backend_is_out_of_rotation_with_nginx_left_as_it_runs(dirs, tmp_path):
+    rendered(dirs)
+    before = upstream(dirs)
+    result = run(dirs, state="drained", backends=["app1"], drained_by="backend")
+    assert result["changed"] and not result["reloaded"] and FakeNginx.calls == []
+    assert result["drained"] == ["app1"] and result["refusing"] == ["app1"] and result["in_rotation"] == ["app2", "app3"]
+    assert upstream(dirs) == before and stored(dirs)["refusing"] == ["app1"]
+    again = run(dirs, state="drained", backends=["app1"], drained_by="backend")
+    assert not again["changed"]
+
+
+def test_a_backend_refusing_connections_comes_back_with_no_reload(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1", "app2"], batch=["app1", "app2"], drained_by="backend")
+    result = run(dirs, state="in_rotation", backends=["app1"], peers=THREE)
+    assert result["changed"] and not result["reloaded"] and result["drained"] == ["app2"]
+    assert FakeNginx.calls == []
+
+
+def test_the_last_backend_check_counts_the_backends_refusing_connections(dirs, tmp_path):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"], drained_by="backend")
+    run(dirs, state="drained", backends=["app2"])
+    result = run(dirs, state="drained", backends=["app3"], drained_by="backend", expect_failure=True)
+    assert "taking app3 out of rotation would leave no backend serving" in result["msg"]
+
+
+def test_a_backend_that_stays_out_goes_from_refusing_to_down_in_one_reload(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1", "app2"], batch=["app1", "app2"], drained_by="backend")
+    result = run(dirs, state="drained", backends=["app2"])
+    assert result["reloaded"] and result["refusing"] == ["app1"] and result["drained"] == ["app1", "app2"]
+    assert [line.endswith(" down;") for line in upstream(dirs)] == [False, True, False]
+
+
+def test_a_backend_nginx_has_down_stays_down_when_a_rollout_drains_it_and_comes_back_with_a_reload(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"])
+    FakeNginx.calls.clear()
+    assert not run(dirs, state="drained", backends=["app1"], drained_by="backend")["changed"]
+    result = run(dirs, state="in_rotation", backends=["app1"], peers=THREE)
+    # nginx sends nothing to app1 until it reloads: the next drain must not find it still out.
+    assert result["reloaded"] and result["drained"] == [] and [call[0] for call in FakeNginx.calls] == ["check", "reload"]
+
+
+def test_a_backend_refusing_connections_and_back_at_a_new_port_reloads(dirs):
+    rendered(dirs)
+    run(dirs, state="drained", backends=["app1"], drained_by="backend")
+    moved = [peer("app1", port=8081), peer("app2"), peer("app3")]
+    assert run(dirs, state="in_rotation", backends=["app1"], peers=moved)["reloaded"]
+    assert upstream(dirs)[0].startswith("server 10.0.0.1:8081 ")
+
+
+def test_a_state_written_before_refusing_existed_reads_as_none_refusing(dirs):
+    rendered(dirs)
+    older = {key: value for key, value in stored(dirs).items() if key != "refusing"}
+    with open(f"{dirs['state_dir']}/{SITE}.json", "w", encoding="utf-8") as handle:
+        json.dump(older, handle)
+    assert not run(dirs, state="rendered", peers=THREE, reload=False)["changed"]
+    assert run(dirs)["refusing"] == []
 
 
 def test_in_rotation_takes_the_backends_new_port_and_leaves_the_others(dirs):

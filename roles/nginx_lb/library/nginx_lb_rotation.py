@@ -25,7 +25,7 @@ options:
   state:
     description:
       - C(rendered) stores I(peers) as the upstream and puts every backend back in rotation (the role's full run).
-      - C(drained) takes I(backends) out of rotation; C(in_rotation) puts them back.
+      - C(drained) takes I(backends) out of rotation (see I(drained_by)); C(in_rotation) puts them back.
       - C(applied) reloads nginx if a change was written without a reload (I(reload=false)), and only then.
       - C(query) changes nothing and reports the state.
       - Where the site has no state yet (a load balancer not configured yet), every state but C(rendered) does
@@ -45,6 +45,18 @@ options:
     type: list
     elements: str
     default: []
+  drained_by:
+    description:
+      - With C(drained), what keeps the backends from getting requests.
+      - C(nginx) marks their servers C(down) in the upstream, and reloads nginx.
+      - C(backend) records them as out of rotation (the last-backend check counts them) and leaves the upstream
+        and nginx as they are, for backends that refuse new connections themselves (a rollout's: nginx passes a
+        refused request to another backend). Every reload closes the clients' idle kept-alive connections, so a
+        rollout drains so, and C(in_rotation) then changes nothing in nginx unless the backend's peer changed.
+        A backend nginx already has C(down) stays so.
+    type: str
+    choices: [nginx, backend]
+    default: nginx
   peers:
     description:
       - The upstream from the inventory, as the C(nginx_lb_upstream_peers) filter returns it. Required with
@@ -53,22 +65,13 @@ options:
         back at that port); the others are left as stored.
     type: list
     elements: dict
-  reload_drained:
-    description:
-      - With C(false), a change of the drained backends alone does not reload nginx, even with I(reload): it waits
-        for the next reload (RV(reload_pending)). A change of a peer's line (its address, port or options)
-        still does, and so does C(in_rotation) for a backend nginx runs drained (one a failed rollout left
-        out). A rollout drains and undrains so, while each backend refuses new connections itself.
-    type: bool
-    default: true
   reload:
     description:
       - Reload nginx after a change, and after a change an earlier call wrote without one (RV(reload_pending)).
-      - With C(false), a change is written and nginx keeps running the configuration it has until the next reload.
-        The state keeps what nginx runs, so a later change that brings the file back to it leaves nothing to
-        reload: a rollout drains and undrains each backend so, while the backend refuses new connections
-        itself, and nginx is reloaded only for a backend that stays out. C(rendered) reports a pending change
-        as a change, and leaves the reload to the caller (the role's handler).
+      - With C(false), a change is written and nginx keeps running the configuration it has until the next reload
+        (a rollout puts a batch back in rotation so, and the next batch's drain applies both in one reload).
+        C(rendered) reports a pending change as a change, and leaves the reload to the caller (the role's
+        handler).
     type: bool
     default: true
   conf_dir:
@@ -110,7 +113,12 @@ in_rotation:
   elements: str
   returned: always
 drained:
-  description: Inventory names of the backends a rollout took out of rotation.
+  description: Inventory names of the backends taken out of rotation, by nginx or by themselves (RV(refusing)).
+  type: list
+  elements: str
+  returned: always
+refusing:
+  description: Inventory names of the backends out of rotation that nginx still lists (I(drained_by=backend)).
   type: list
   elements: str
   returned: always
@@ -169,7 +177,7 @@ ARGUMENT_SPEC = {
     "batch": {"type": "list", "elements": "str", "default": []},
     "peers": {"type": "list", "elements": "dict", "options": PEER_OPTIONS},
     "reload": {"type": "bool", "default": True},
-    "reload_drained": {"type": "bool", "default": True},
+    "drained_by": {"type": "str", "choices": ["nginx", "backend"], "default": "nginx"},
     "conf_dir": {"type": "path", "default": "/etc/nginx/conf.d"},
     "state_dir": {"type": "path", "default": "/var/lib/nginx_lb"},
     "checker": {"type": "path", "default": "/usr/local/sbin/nginx-lb-validate"},
@@ -224,18 +232,26 @@ def serving(peers, out):
 
 
 def next_state(current, params):
-    """The state after the request: {"peers": [...], "drained": [...]}. Raises Refused."""
+    """The state after the request: {"peers": [...], "drained": [...], "refusing": [...]}. Raises Refused.
+
+    `drained` backends are marked down in the upstream; `refusing` ones are out of rotation too, but nginx still
+    lists them: they refuse new connections themselves."""
     action = params["state"]
     if action == "rendered":
         # The inventory's upstream, every backend back in rotation.
-        return {"peers": [dict(peer) for peer in params["peers"]], "drained": []}
+        return {"peers": [dict(peer) for peer in params["peers"]], "drained": [], "refusing": []}
     peers = [dict(peer) for peer in current["peers"]]
     known = {peer["host"] for peer in peers}
     drained = set(current["drained"]) & known
+    refusing = set(current.get("refusing", [])) & known - drained
     asked = set(params["backends"]) & known
     if action == "drained":
-        drained |= asked
-        if not serving(peers, drained | set(params["batch"])):
+        if params["drained_by"] == "backend":
+            refusing |= asked - drained
+        else:
+            drained |= asked
+            refusing -= asked
+        if not serving(peers, drained | refusing | set(params["batch"])):
             leaving = sorted(set(params["backends"]) | set(params["batch"]))
             raise Refused(
                 f"taking {', '.join(leaving)} out of rotation would leave no backend serving (the others are drained, "
@@ -243,9 +259,11 @@ def next_state(current, params):
                 " first.")
     elif action == "in_rotation":
         drained -= asked
+        refusing -= asked
         fresh = {peer["host"]: dict(peer) for peer in params["peers"] or []}
         peers = [fresh[peer["host"]] if peer["host"] in asked and peer["host"] in fresh else peer for peer in peers]
-    return {"peers": peers, "drained": [peer["host"] for peer in peers if peer["host"] in drained]}
+    return {"peers": peers, "drained": [peer["host"] for peer in peers if peer["host"] in drained],
+            "refusing": [peer["host"] for peer in peers if peer["host"] in refusing]}
 
 
 def render(state, state_path):
@@ -262,30 +280,17 @@ def render(state, state_path):
 
 def report(state):
     peers = state["peers"] if state else []
-    drained = state["drained"] if state else []
+    refusing = state.get("refusing", []) if state else []
+    drained = [peer["host"] for peer in peers if peer["host"] in set(state["drained"]) | set(refusing)] if state else []
     return {
         "reload_pending": bool(state and state.get("reload_pending")),
         "in_rotation": serving(peers, set(drained)),
-        "drained": list(drained),
+        "drained": drained,
+        "refusing": list(refusing),
         "down": [peer["host"] for peer in peers if peer["down"]],
         "backup": [peer["host"] for peer in peers if peer["backup"]],
         "peers": [dict(peer, drained=peer["host"] in drained) for peer in peers],
     }
-
-
-def running(state):
-    """The rotation nginx runs ({"peers", "drained"}): the state's own, unless a change was written without a
-    reload. None: unknown (no state yet, or one written before it kept this), which differs from any."""
-    if not state:
-        return None
-    if state.get("reload_pending"):
-        return state.get("nginx_runs")
-    return {"peers": state["peers"], "drained": state["drained"]}
-
-
-def lagging(runs):
-    """What a state stores while nginx runs `runs`, not its file."""
-    return {"reload_pending": True, "nginx_runs": runs}
 
 
 def read_text(path):
@@ -304,6 +309,8 @@ def read_state(path):
         state = json.loads(text)
         if not isinstance(state.get("peers"), list) or not isinstance(state.get("drained"), list):
             raise ValueError("peers and drained must be lists")
+        # A state written before backends could refuse connections themselves.
+        state.setdefault("refusing", [])
     except (ValueError, AttributeError) as error:
         raise Refused(f"{path} is not a rotation state ({error}); run the nginx_lb role to write it again") from None
     return state
@@ -336,23 +343,16 @@ def apply(module, nginx, params):
             raise Refused(f"{site_path} exists but has no rotation state ({state_path}); run the nginx_lb role "
                           "(playbooks/loadbalancers.yml) on this load balancer first")
         return dict(result, **report(None))
-    new = next_state(current or {"peers": [], "drained": []}, params)
+    new = next_state(current or {"peers": [], "drained": [], "refusing": []}, params)
     before = read_text(upstream_path)
     after = render(new, state_path)
     upstream_changed = before != after
-    runs = running(current)
-    # nginx lags the file when it runs something else: this change, or an earlier one written without a
-    # reload. A change that brings the file back to what nginx runs (a drain and an undrain, both without a
-    # reload) leaves nothing to reload.
-    pending = runs is None or render(runs, state_path) != after
-    # Without reload_drained, drained marks alone wait: the backends refuse new connections themselves. But
-    # a backend put back that nginx runs drained gets no request until nginx is told.
-    wanted = params["reload_drained"] or runs is None or runs["peers"] != new["peers"] or (
-        params["state"] == "in_rotation" and bool(set(params["backends"]) & set(runs["drained"])))
-    reload_now = pending and ((params["reload"] and wanted) or params["state"] == "applied")
+    # The running nginx lags the file when this change, or an earlier one, was written without a reload.
+    pending = upstream_changed or bool(current and current.get("reload_pending"))
+    reload_now = pending and (params["reload"] or params["state"] == "applied")
     # rendered without a reload: the caller (the role's handler) reloads for a pending change too.
     if pending and not reload_now and params["state"] != "rendered":
-        new.update(lagging(runs))
+        new["reload_pending"] = True
     result["changed"] = upstream_changed or reload_now or current != new
     result["configured"] = True
     if module._diff:
@@ -376,7 +376,7 @@ def apply(module, nginx, params):
             ok, message = nginx.reload()
             if not ok:
                 # Still pending: the next reload applies it.
-                write_file(module, state_path, json.dumps(dict(new, **lagging(runs)), indent=2,
+                write_file(module, state_path, json.dumps(dict(new, reload_pending=True), indent=2,
                                                           sort_keys=True) + "\n")
                 raise Refused(f"the upstream changed but nginx did not reload: {message}")
         result["reloaded"] = reload_now
