@@ -79,7 +79,7 @@ def test_an_ipv6_backend_address_is_bracketed_and_serves(tmp_path, lb, lb_url):
                                      f"{{{{ '{mapped}' if inventory_hostname == 'app1' else ansible_host }}}}"})
     try:
         run_playbook("site.yml", ipv6, "--limit", "loadbalancers")
-        assert f"server [{mapped}]:8080 weight=1 max_fails=1 fail_timeout=10s;" in upstream_lines(lb)
+        assert f"server [{mapped}]:8080 weight=1 max_fails=1 fail_timeout=3s;" in upstream_lines(lb)
         answered = Counter(request(f"{lb_url}{PATH}").headers["X-Upstream-Addr"] for _ in range(40))
         assert f"[{mapped}]:8080" in answered, answered
         assert len(answered) == 2, answered

@@ -364,12 +364,12 @@ def test_a_killed_backend_loses_no_get_and_only_the_posts_it_had(lb_address):
     # A POST fails only if it was in flight on the killed backend: at most one per client, each at that backend alone.
     assert report.failed(method="POST") <= len(traffic.threads), report.summary()
     assert all(uri == "/echo" and tried == victim_address for uri, _status, tried in failed), failed
-    # Restart=on-failure brings the service back; nginx tries the backend again after nginx_lb_fail_timeout (10 s).
+    # Restart=on-failure brings the service back; nginx tries the backend again after nginx_lb_fail_timeout (3 s).
     wait_for(lambda: victim_address in {request(f"http://{lb_address}/requestme").headers["X-Upstream-Addr"]
                                         for _ in range(6)}, timeout=30, interval=0.5,
              what=f"{victim} to serve again through the load balancer")
     print(f"  {victim} served again {time.time() - killed_at:.1f}s after the kill")
-    assert time.time() - killed_at <= 2 + 10 + 10, "not back within RestartSec, start-up and fail_timeout"
+    assert time.time() - killed_at <= 2 + 15 + 3, "not back within RestartSec, start-up and fail_timeout"
 
 
 def served_by(lb_address, count=30):

@@ -58,7 +58,7 @@ EXAMPLES = r"""
   flask_app_intake:
     name: hello-service
     state: open
-    readmit_timeout: 11
+    readmit_timeout: 4
 """
 
 RETURN = r"""

@@ -268,7 +268,7 @@ def next_state(current, params):
 
 def render(state, state_path):
     lines = [f"# Written by nginx_lb_rotation from {state_path}: the inventory's upstream, with",
-             "# the backends a rollout took out of rotation marked down. Edits here are lost.",
+             "# the backends drained on nginx (one a rollout left out, say) marked down. Edits here are lost.",
              ]
     for peer in state["peers"]:
         flags = (" backup" if peer["backup"] else "") + \
