@@ -129,10 +129,9 @@ def test_backends_with_one_cpu_run_one_keep_alive_worker_by_default(lb_address):
 
 def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file, lb_address):
     source = app_copy(tmp_path, lambda text: text + "\n# A change that makes a new release.\n")
-    # One backend at a time. Each refuses new connections itself while it switches: nginx is never reloaded,
-    # so no kept-alive client connection is closed under a request.
+    # One backend at a time. Each refuses new connections itself while it switches: nginx is never reloaded.
     deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}",
-                      max_reloads=0, clients=True)
+                      max_reloads=0)
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1, releases
     assert releases["app1"] != state["R1"]
@@ -233,8 +232,10 @@ def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path,
 
 def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_address):
     source = app_copy(tmp_path, lambda text: text + "\n# A release for two at a time.\n")
+    # With unpaced kept-alive and new-connection clients too: no reload closes their connections, and the
+    # backends' kept-alive upstream connections (gthread workers) close with an answer, never under a request.
     output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
-                                  "-e", f"flask_app_source_dir={source}", max_reloads=0)
+                                  "-e", f"flask_app_source_dir={source}", max_reloads=0, clients=True)
     releases = {name: serving_release(name) for name in BACKENDS}
     assert len(set(releases.values())) == 1 and releases["app1"] != state["R1"], releases
     # Two batches: app1 alone (the canary), then app2 and app3 together.
