@@ -248,23 +248,23 @@ def test_a_batch_drained_by_its_first_call_costs_one_reload(dirs):
     assert [call[0] for call in FakeNginx.calls] == ["check", "reload"]
 
 
-def test_applied_reloads_once_for_a_waiting_change_and_then_not(dirs):
+def test_a_waiting_change_is_reloaded_by_the_next_call_once(dirs):
     rendered(dirs)
     run(dirs, state="drained", backends=["app1"])
     run(dirs, state="in_rotation", backends=["app1"], reload=False)
     FakeNginx.calls.clear()
-    first = run(dirs, state="applied")
-    again = run(dirs, state="applied")
+    first = run(dirs, state="in_rotation", backends=["app1"])
+    again = run(dirs, state="in_rotation", backends=["app1"])
     assert first["changed"] and first["reloaded"] and not first["reload_pending"]
     assert not again["changed"] and [call[0] for call in FakeNginx.calls] == ["reload"]
 
 
-def test_applied_in_check_mode_reports_the_waiting_reload_and_makes_none(dirs):
+def test_a_waiting_change_in_check_mode_is_reported_and_not_reloaded(dirs):
     rendered(dirs)
     run(dirs, state="drained", backends=["app1"])
     run(dirs, state="in_rotation", backends=["app1"], reload=False)
     FakeNginx.calls.clear()
-    result = run(dirs, state="applied", check_mode=True)
+    result = run(dirs, state="in_rotation", backends=["app1"], check_mode=True)
     assert result["changed"] and FakeNginx.calls == [] and stored(dirs)["reload_pending"]
 
 
@@ -285,7 +285,8 @@ def test_a_failed_reload_leaves_the_change_waiting(dirs):
     run(dirs, state="drained", backends=["app1"], expect_failure=True)
     assert stored(dirs)["reload_pending"]
     FakeNginx.reload_ok = True
-    assert run(dirs, state="applied")["reloaded"]
+    # The same drain again changes no file: it reloads for the change that waits.
+    assert run(dirs, state="drained", backends=["app1"])["reloaded"]
 
 
 def test_drained_by_the_backend_is_out_of_rotation_with_nginx_left_as_it_runs(dirs, tmp_path):
@@ -313,6 +314,53 @@ def test_the_last_backend_check_counts_the_backends_refusing_connections(dirs, t
     run(dirs, state="drained", backends=["app2"])
     result = run(dirs, state="drained", backends=["app3"], drained_by="backend", expect_failure=True)
     assert "taking app3 out of rotation would leave no backend serving" in result["msg"]
+
+
+FOUR = THREE + [peer("app4")]
+
+
+def test_backends_refusing_as_many_as_nginx_tries_are_refused_and_nothing_is_written(dirs, tmp_path):
+    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=2, next_upstream_on_error=True)
+    before = files(tmp_path)
+    result = run(dirs, state="drained", backends=["app1"], batch=["app1", "app2"], drained_by="backend",
+                 expect_failure=True)
+    assert "app1, app2 would refuse connections at once" in result["msg"]
+    assert "nginx_lb_next_upstream_tries=2" in result["msg"] and "rolling_serial" in result["msg"]
+    assert files(tmp_path) == before
+
+
+def test_backends_refusing_fewer_than_nginx_tries_or_with_no_limit_are_drained(dirs):
+    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=3, next_upstream_on_error=True)
+    query = run(dirs)
+    assert (query["next_upstream_tries"], query["next_upstream_on_error"]) == (3, True)
+    assert run(dirs, state="drained", backends=["app1"], batch=["app1", "app2"], drained_by="backend")["changed"]
+    # Kept through the drain: the next batch is checked against the same tries.
+    assert stored(dirs)["next_upstream_tries"] == 3
+    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=0, next_upstream_on_error=True)
+    result = run(dirs, state="drained", backends=["app1"], batch=["app1", "app2", "app3"], drained_by="backend")
+    assert result["refusing"] == ["app1"]
+
+
+def test_a_backend_already_down_in_nginx_is_not_counted_among_the_refusing(dirs):
+    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=2, next_upstream_on_error=True)
+    run(dirs, state="drained", backends=["app2"])
+    result = run(dirs, state="drained", backends=["app1"], batch=["app1", "app2"], drained_by="backend")
+    assert result["refusing"] == ["app1"]
+
+
+def test_a_drain_by_the_backend_is_refused_where_nginx_would_not_pass_a_refused_request_on(dirs):
+    run(dirs, state="rendered", peers=THREE, next_upstream_tries=3, next_upstream_on_error=False)
+    result = run(dirs, state="drained", backends=["app1"], drained_by="backend", expect_failure=True)
+    assert "Add error to nginx_lb_next_upstream" in result["msg"]
+    # A drain on nginx needs no retry.
+    assert run(dirs, state="drained", backends=["app1"])["reloaded"]
+
+
+def test_a_state_written_before_the_retry_settings_were_kept_is_not_checked(dirs):
+    rendered(dirs)
+    assert "next_upstream_tries" not in stored(dirs)
+    result = run(dirs, state="drained", backends=["app1"], batch=["app1", "app2"], drained_by="backend")
+    assert result["refusing"] == ["app1"]
 
 
 def test_a_backend_that_stays_out_goes_from_refusing_to_down_in_one_reload(dirs):

@@ -26,12 +26,11 @@ options:
     description:
       - C(rendered) stores I(peers) as the upstream and puts every backend back in rotation (the role's full run).
       - C(drained) takes I(backends) out of rotation (see I(drained_by)); C(in_rotation) puts them back.
-      - C(applied) reloads nginx if a change was written without a reload (I(reload=false)), and only then.
       - C(query) changes nothing and reports the state.
       - Where the site has no state yet (a load balancer not configured yet), every state but C(rendered) does
         nothing and returns RV(configured)=false.
     type: str
-    choices: [rendered, drained, in_rotation, applied, query]
+    choices: [rendered, drained, in_rotation, query]
     default: query
   backends:
     description: Inventory names of the backends to drain or put back. Names not in the upstream are ignored.
@@ -65,11 +64,22 @@ options:
         back at that port); the others are left as stored.
     type: list
     elements: dict
+  next_upstream_tries:
+    description:
+      - With C(rendered), the site's C(proxy_next_upstream_tries) (0 for no limit), kept in the state.
+      - A drain by the backends (I(drained_by=backend)) is refused when the backends refusing connections
+        together would be as many as nginx tries for one request: a request could meet only them, and get a 502.
+    type: int
+  next_upstream_on_error:
+    description:
+      - With C(rendered), whether the site's C(proxy_next_upstream) passes a request on after a connection error,
+        kept in the state. Without it a refused connection is a 502, and a drain by the backends is refused.
+    type: bool
   reload:
     description:
       - Reload nginx after a change, and after a change an earlier call wrote without one (RV(reload_pending)).
       - With C(false), a change is written and nginx keeps running the configuration it has until the next reload
-        (a rollout puts a batch back in rotation so, and the next batch's drain applies both in one reload).
+        (the next call with a reload applies it, whatever it changes).
         C(rendered) reports a pending change as a change, and leaves the reload to the caller (the role's
         handler).
     type: bool
@@ -137,6 +147,14 @@ peers:
   type: list
   elements: dict
   returned: always
+next_upstream_tries:
+  description: The site's C(proxy_next_upstream_tries), as the role's last full run gave it (I(next_upstream_tries)).
+  type: int
+  returned: where the state keeps it
+next_upstream_on_error:
+  description: Whether the site passes a request on after a connection error (I(next_upstream_on_error)).
+  type: bool
+  returned: where the state keeps it
 reload_pending:
   description: Whether the upstream file holds a change nginx has not been reloaded with (see I(reload)).
   type: bool
@@ -172,10 +190,12 @@ PEER_OPTIONS = {
 ARGUMENT_SPEC = {
     "site": {"type": "str", "required": True},
     "state": {"type": "str", "default": "query",
-              "choices": ["rendered", "drained", "in_rotation", "applied", "query"]},
+              "choices": ["rendered", "drained", "in_rotation", "query"]},
     "backends": {"type": "list", "elements": "str", "default": []},
     "batch": {"type": "list", "elements": "str", "default": []},
     "peers": {"type": "list", "elements": "dict", "options": PEER_OPTIONS},
+    "next_upstream_tries": {"type": "int"},
+    "next_upstream_on_error": {"type": "bool"},
     "reload": {"type": "bool", "default": True},
     "drained_by": {"type": "str", "choices": ["nginx", "backend"], "default": "nginx"},
     "conf_dir": {"type": "path", "default": "/etc/nginx/conf.d"},
@@ -238,8 +258,10 @@ def next_state(current, params):
     lists them: they refuse new connections themselves."""
     action = params["state"]
     if action == "rendered":
-        # The inventory's upstream, every backend back in rotation.
-        return {"peers": [dict(peer) for peer in params["peers"]], "drained": [], "refusing": []}
+        # The inventory's upstream, every backend back in rotation, and how nginx passes a request on.
+        retries = {key: params[key] for key in RETRY_SETTINGS if params[key] is not None}
+        return {"peers": [dict(peer) for peer in params["peers"]], "drained": [], "refusing": [], **retries}
+    retries = {key: current[key] for key in RETRY_SETTINGS if key in current}
     peers = [dict(peer) for peer in current["peers"]]
     known = {peer["host"] for peer in peers}
     drained = set(current["drained"]) & known
@@ -248,6 +270,7 @@ def next_state(current, params):
     if action == "drained":
         if params["drained_by"] == "backend":
             refusing |= asked - drained
+            check_refusals(peers, refusing | set(params["batch"]) - drained, retries)
         else:
             drained |= asked
             refusing -= asked
@@ -263,7 +286,27 @@ def next_state(current, params):
         fresh = {peer["host"]: dict(peer) for peer in params["peers"] or []}
         peers = [fresh[peer["host"]] if peer["host"] in asked and peer["host"] in fresh else peer for peer in peers]
     return {"peers": peers, "drained": [peer["host"] for peer in peers if peer["host"] in drained],
-            "refusing": [peer["host"] for peer in peers if peer["host"] in refusing]}
+            "refusing": [peer["host"] for peer in peers if peer["host"] in refusing], **retries}
+
+
+# The site's settings that decide what nginx does with a refused connection (a state written before they were
+# kept has neither, and is not checked).
+RETRY_SETTINGS = ("next_upstream_tries", "next_upstream_on_error")
+
+
+def check_refusals(peers, refusing, retries):
+    """Refuse backends that refuse connections themselves where nginx would not pass every request on."""
+    if retries.get("next_upstream_on_error") is False:
+        raise Refused("nginx_lb_next_upstream does not pass a request on after an error: a backend refusing "
+                      "connections during its switch would answer 502s. Add error to nginx_lb_next_upstream.")
+    tries = retries.get("next_upstream_tries", 0)
+    # Peers nginx sends to: a request could meet every refusing one before any other.
+    refusing = [peer["host"] for peer in peers if peer["host"] in refusing and not (peer["down"] or peer["backup"])]
+    if tries and len(refusing) >= tries:
+        raise Refused(
+            f"{', '.join(refusing)} would refuse connections at once, but nginx tries at most {tries} backends for "
+            f"one request (nginx_lb_next_upstream_tries={tries}): a request could meet only them and get a 502. "
+            "Switch fewer at a time (rolling_serial), or raise nginx_lb_next_upstream_tries (0: no limit).")
 
 
 def render(state, state_path):
@@ -290,6 +333,7 @@ def report(state):
         "down": [peer["host"] for peer in peers if peer["down"]],
         "backup": [peer["host"] for peer in peers if peer["backup"]],
         "peers": [dict(peer, drained=peer["host"] in drained) for peer in peers],
+        **{key: state[key] for key in RETRY_SETTINGS if state and key in state},
     }
 
 
@@ -349,7 +393,7 @@ def apply(module, nginx, params):
     upstream_changed = before != after
     # The running nginx lags the file when this change, or an earlier one, was written without a reload.
     pending = upstream_changed or bool(current and current.get("reload_pending"))
-    reload_now = pending and (params["reload"] or params["state"] == "applied")
+    reload_now = pending and params["reload"]
     # rendered without a reload: the caller (the role's handler) reloads for a pending change too.
     if pending and not reload_now and params["state"] != "rendered":
         new["reload_pending"] = True
