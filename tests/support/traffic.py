@@ -231,6 +231,53 @@ class TrafficFrom:
         return False
 
 
+# What curl writes for each request it ends (--write-out; curl turns the backslash-n into a line break):
+# the status, the HTTP version, curl's exit code for that request.
+CURL_OUTCOME = r"%{http_code} %{http_version} %{exitcode}\n"
+
+
+def http2_outcomes(lines):
+    """Counter of CURL_OUTCOME lines: {"200 2 0": 9998, "000 2 92": 2}. Only "200 2 0" (answered 200 over
+    HTTP/2, no error) is a good answer."""
+    return Counter(line.strip() for line in lines if line.strip())
+
+
+class Http2From:
+    """Unpaced HTTP/2 over TLS from the container CONTAINER, as a browser or an HTTP library sends it: curl,
+    STREAMS requests at once on one connection, a new connection when the server says GOAWAY, and the
+    requests that connection did not take sent on the new one (RFC 9113). `outcomes` once it is over.
+    The name in URL must be the certificate's; no certificate is checked: the traffic is the test's own."""
+
+    def __init__(self, container, url, streams=8):
+        self.container = container
+        self.command = ["docker", "exec", container, "curl", "--insecure", "--http2", "--silent",
+                        "--parallel", "--parallel-max", str(streams), "--output", "/dev/null",
+                        "--write-out", CURL_OUTCOME, f"{url}?[1-10000000]"]
+        self.process = self.outcomes = None
+
+    def __enter__(self):
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return self
+
+    def __exit__(self, *exc):
+        # The requests curl has not ended when it is stopped print nothing: only the ended ones are counted.
+        subprocess.run(["docker", "exec", self.container, "pkill", "-x", "curl"], check=False)
+        output, _ = self.process.communicate(timeout=30)
+        self.outcomes = http2_outcomes(output.splitlines())
+        return False
+
+    @property
+    def answered(self):
+        return self.outcomes["200 2 0"]
+
+    @property
+    def failed(self):
+        return sum(self.outcomes.values()) - self.answered
+
+    def summary(self):
+        return f"HTTP/2: {self.answered} good answers, {self.failed} failed; {dict(self.outcomes)}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Unpaced traffic to ADDRESS until a line comes on standard input.")
     parser.add_argument("address", help="host:port")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.support.traffic import Client, NotSent, Report, Traffic
+from tests.support.traffic import Client, Http2From, NotSent, Report, Traffic, http2_outcomes
 from tests.unit.local_servers import CountingHTTPHandler, serving_http, unused_port
 
 EXPECTED = {"message": "Hello Flask.!!"}
@@ -85,3 +85,13 @@ def test_a_report_survives_its_json():
     report = run(drop_every=5, seconds=0.3)
     again = Report(json.loads(json.dumps(report.document)))
     assert again.counts == report.counts and again.summary() == report.summary()
+
+
+def test_only_a_200_over_http2_without_an_error_is_a_good_http2_answer():
+    # What curl's --write-out gives: a 200 over HTTP/2; a reset stream (92); a 200 over HTTP/1.1; nothing at all.
+    outcomes = http2_outcomes(["200 2 0\n", "200 2 0\n", "000 2 92\n", "200 1.1 0\n", "000 0 7\n", "\n"])
+    assert outcomes == {"200 2 0": 2, "000 2 92": 1, "200 1.1 0": 1, "000 0 7": 1}
+    traffic = Http2From("client", "https://lb1/requestme")
+    traffic.outcomes = outcomes
+    assert (traffic.answered, traffic.failed) == (2, 3)
+    assert "2 good answers, 3 failed" in traffic.summary()

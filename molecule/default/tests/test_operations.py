@@ -13,9 +13,11 @@ import time
 
 import pytest
 
-from conftest import (PROJECT, SERVICE, LoadGenerator, address_of, ansible_command, connection_header,
-                      drained_endpoints, gunicorn_pids, healthz, inventory, nginx_reloads, request, rotation,
-                      run_playbook, upstream_peers, wait_for, write_inventory)
+from conftest import (EXPECTED_BODY, PROJECT, SERVICE, LoadGenerator, address_of, ansible_command,
+                      connection_header, container_of, drained_endpoints, gunicorn_pids, healthz, inventory,
+                      nginx_reloads, request, rotation, run_playbook, upstream_peers, wait_for, write_inventory)
+
+from tests.support.traffic import KINDS, Http2From, TrafficFrom
 
 testinfra_hosts = []
 
@@ -203,11 +205,26 @@ def test_a_switch_stopped_before_its_restart_is_finished_by_a_rerun(hosts_file):
         for name in BACKENDS:
             assert f"would restart {name} on release {release} out of rotation" in output, output[-4000:]
 
-        # Each backend restarts out of rotation, refusing new connections itself: neither load balancer reloads.
+        # A rolling restart of both backends with both load balancers up, under unpaced traffic from the ACME
+        # host: HTTP/1.1 to the floating address (kept-alive and new connections, GET and POST) and HTTP/2
+        # over TLS. Each backend refuses new connections while it restarts: no load balancer is reloaded,
+        # so no kept-alive client connection is closed under a request.
+        client = container_of(inventory().get_hosts("acme_servers")[0])
+        floating = inventory().get_variables("lb1")["keepalived_virtual_addresses"][0]
         since = time.time()
-        _, output, recap = run_playbook("site.yml", hosts_file, *BACKENDS_ONLY)
+        with TrafficFrom(client, f"{floating}:80", EXPECTED_BODY, clients_per_kind=1) as http1, \
+                Http2From(client, f"https://{LOADBALANCERS[0]}/requestme") as http2:
+            _, output, recap = run_playbook("site.yml", hosts_file, *BACKENDS_ONLY)
         reloads = {name: nginx_reloads(inventory().get_host(name), since) for name in LOADBALANCERS}
+        report = http1.report
+        print(f"re-run restarting both backends, nginx reloads {reloads}; no answer for {report.longest_gap():.2f}s"
+              f" at most; {report.summary()}\n{http2.summary()}")
         assert reloads == dict.fromkeys(LOADBALANCERS, 0), reloads
+        # Every client that retries as RFC 9112 lets it loses nothing; the one that never retries is reported.
+        for kind, (_keepalive, retry) in KINDS.items():
+            if retry:
+                assert report.failed(kind) == 0, report.summary()
+        assert http2.failed == 0 and http2.answered > 0, http2.summary()
         for name in BACKENDS:
             assert recap[name]["changed"] > 0, output[-4000:]
             assert gunicorn_pids(name)[0] != masters[name], f"{name} was not restarted"
