@@ -320,7 +320,7 @@ FOUR = THREE + [peer("app4")]
 
 
 def test_backends_refusing_as_many_as_nginx_tries_are_refused_and_nothing_is_written(dirs, tmp_path):
-    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=2, next_upstream_on_error=True)
+    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=2, next_upstream=["error", "timeout"])
     before = files(tmp_path)
     result = run(dirs, state="drained", backends=["app1"], batch=["app1", "app2"], drained_by="backend",
                  expect_failure=True)
@@ -330,26 +330,27 @@ def test_backends_refusing_as_many_as_nginx_tries_are_refused_and_nothing_is_wri
 
 
 def test_backends_refusing_fewer_than_nginx_tries_or_with_no_limit_are_drained(dirs):
-    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=3, next_upstream_on_error=True)
+    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=3, next_upstream=["error", "timeout"])
     query = run(dirs)
     assert (query["next_upstream_tries"], query["next_upstream_on_error"]) == (3, True)
     assert run(dirs, state="drained", backends=["app1"], batch=["app1", "app2"], drained_by="backend")["changed"]
     # Kept through the drain: the next batch is checked against the same tries.
     assert stored(dirs)["next_upstream_tries"] == 3
-    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=0, next_upstream_on_error=True)
+    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=0, next_upstream=["error", "timeout"])
     result = run(dirs, state="drained", backends=["app1"], batch=["app1", "app2", "app3"], drained_by="backend")
     assert result["refusing"] == ["app1"]
 
 
 def test_a_backend_already_down_in_nginx_is_not_counted_among_the_refusing(dirs):
-    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=2, next_upstream_on_error=True)
+    run(dirs, state="rendered", peers=FOUR, next_upstream_tries=2, next_upstream=["error", "timeout"])
     run(dirs, state="drained", backends=["app2"])
     result = run(dirs, state="drained", backends=["app1"], batch=["app1", "app2"], drained_by="backend")
     assert result["refusing"] == ["app1"]
 
 
-def test_a_drain_by_the_backend_is_refused_where_nginx_would_not_pass_a_refused_request_on(dirs):
-    run(dirs, state="rendered", peers=THREE, next_upstream_tries=3, next_upstream_on_error=False)
+@pytest.mark.parametrize("conditions", [["timeout", "http_502"], ["error", "off"]])
+def test_a_drain_by_the_backend_is_refused_where_nginx_would_not_pass_a_refused_request_on(dirs, conditions):
+    run(dirs, state="rendered", peers=THREE, next_upstream_tries=3, next_upstream=conditions)
     result = run(dirs, state="drained", backends=["app1"], drained_by="backend", expect_failure=True)
     assert "Add error to nginx_lb_next_upstream" in result["msg"]
     # A drain on nginx needs no retry.

@@ -70,11 +70,13 @@ options:
       - A drain by the backends (I(drained_by=backend)) is refused when the backends refusing connections
         together would be as many as nginx tries for one request: a request could meet only them, and get a 502.
     type: int
-  next_upstream_on_error:
+  next_upstream:
     description:
-      - With C(rendered), whether the site's C(proxy_next_upstream) passes a request on after a connection error,
-        kept in the state. Without it a refused connection is a 502, and a drain by the backends is refused.
-    type: bool
+      - With C(rendered), the site's C(proxy_next_upstream) conditions. The state keeps whether they pass a request
+        on after a connection error (C(error), without C(off)): without that a refused connection is a 502, and a
+        drain by the backends is refused.
+    type: list
+    elements: str
   reload:
     description:
       - Reload nginx after a change, and after a change an earlier call wrote without one (RV(reload_pending)).
@@ -152,7 +154,7 @@ next_upstream_tries:
   type: int
   returned: where the state keeps it
 next_upstream_on_error:
-  description: Whether the site passes a request on after a connection error (I(next_upstream_on_error)).
+  description: Whether the site passes a request on after a connection error (from I(next_upstream)).
   type: bool
   returned: where the state keeps it
 reload_pending:
@@ -195,7 +197,7 @@ ARGUMENT_SPEC = {
     "batch": {"type": "list", "elements": "str", "default": []},
     "peers": {"type": "list", "elements": "dict", "options": PEER_OPTIONS},
     "next_upstream_tries": {"type": "int"},
-    "next_upstream_on_error": {"type": "bool"},
+    "next_upstream": {"type": "list", "elements": "str"},
     "reload": {"type": "bool", "default": True},
     "drained_by": {"type": "str", "choices": ["nginx", "backend"], "default": "nginx"},
     "conf_dir": {"type": "path", "default": "/etc/nginx/conf.d"},
@@ -251,6 +253,11 @@ def serving(peers, out):
     return [peer["host"] for peer in peers if not (peer["down"] or peer["backup"] or peer["host"] in out)]
 
 
+# The settings a state keeps that decide what nginx does with a refused connection (a state written before
+# they were kept has neither, and is not checked).
+RETRY_SETTINGS = ("next_upstream_tries", "next_upstream_on_error")
+
+
 def next_state(current, params):
     """The state after the request: {"peers": [...], "drained": [...], "refusing": [...]}. Raises Refused.
 
@@ -259,18 +266,18 @@ def next_state(current, params):
     action = params["state"]
     if action == "rendered":
         # The inventory's upstream, every backend back in rotation, and how nginx passes a request on.
-        retries = {key: params[key] for key in RETRY_SETTINGS if params[key] is not None}
-        return {"peers": [dict(peer) for peer in params["peers"]], "drained": [], "refusing": [], **retries}
+        return {"peers": [dict(peer) for peer in params["peers"]], "drained": [], "refusing": [],
+                **retry_settings(params)}
     retries = {key: current[key] for key in RETRY_SETTINGS if key in current}
     peers = [dict(peer) for peer in current["peers"]]
     known = {peer["host"] for peer in peers}
     drained = set(current["drained"]) & known
-    refusing = set(current.get("refusing", [])) & known - drained
+    refusing = set(current["refusing"]) & known - drained
     asked = set(params["backends"]) & known
     if action == "drained":
         if params["drained_by"] == "backend":
             refusing |= asked - drained
-            check_refusals(peers, refusing | set(params["batch"]) - drained, retries)
+            check_refusals(peers, (refusing | set(params["batch"])) - drained, retries)
         else:
             drained |= asked
             refusing -= asked
@@ -289,9 +296,14 @@ def next_state(current, params):
             "refusing": [peer["host"] for peer in peers if peer["host"] in refusing], **retries}
 
 
-# The site's settings that decide what nginx does with a refused connection (a state written before they were
-# kept has neither, and is not checked).
-RETRY_SETTINGS = ("next_upstream_tries", "next_upstream_on_error")
+def retry_settings(params):
+    """What the state keeps of how nginx passes on a request whose connection was refused."""
+    settings = {}
+    if params["next_upstream_tries"] is not None:
+        settings["next_upstream_tries"] = params["next_upstream_tries"]
+    if params["next_upstream"] is not None:
+        settings["next_upstream_on_error"] = "error" in params["next_upstream"] and "off" not in params["next_upstream"]
+    return settings
 
 
 def check_refusals(peers, refusing, retries):
@@ -323,7 +335,7 @@ def render(state, state_path):
 
 def report(state):
     peers = state["peers"] if state else []
-    refusing = state.get("refusing", []) if state else []
+    refusing = state["refusing"] if state else []
     drained = [peer["host"] for peer in peers if peer["host"] in set(state["drained"]) | set(refusing)] if state else []
     return {
         "reload_pending": bool(state and state.get("reload_pending")),
