@@ -26,9 +26,12 @@ class BurstResult(NamedTuple):
 class _Burst:
     """The shared state of one burst's threads."""
 
-    def __init__(self, endpoint, requests, samples_per_status):
+    def __init__(self, endpoint, requests, samples_per_status, concurrency):
         self.endpoint, self.remaining, self.samples_per_status = endpoint, requests, samples_per_status
         self.lock = threading.Lock()
+        # Each connection's first request is taken before any is sent: all of them run side by side, even
+        # on a busy machine where the first threads could otherwise send the whole burst alone.
+        self.started = threading.Barrier(concurrency)
         self.statuses, self.errors = collections.Counter(), collections.Counter()
         self.samples, self.connections = [], 0
 
@@ -56,7 +59,9 @@ class _Burst:
     def send(self):
         """One connection's share of the burst: request after request on it while the server keeps it."""
         connection = None
-        while self.take_one():
+        taken = self.take_one()
+        self.started.wait()
+        while taken:
             try:
                 connection, answer = self._exchange(connection)
             except (OSError, http.client.HTTPException) as error:
@@ -64,6 +69,7 @@ class _Burst:
                 self.record_error(error)
             else:
                 self.record(answer)
+            taken = self.take_one()
         if connection is not None:
             connection.close()
 
@@ -105,7 +111,7 @@ def burst(url, requests, concurrency, cafile=None, server_name=None, samples_per
     or one error (in `errors`), so they add up to `requests`.
     """
     state = _Burst(Endpoint(url, cafile=cafile, server_name=server_name, timeout=timeout), requests,
-                   samples_per_status)
+                   samples_per_status, concurrency)
     threads = [threading.Thread(target=state.send, daemon=True) for _ in range(concurrency)]
     started = time.monotonic()
     for thread in threads:
