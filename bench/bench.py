@@ -6,6 +6,7 @@
     bench/run --variants --only round-robin,workers-2  some variants only (fewer labs, a quieter machine)
     bench/run --soak       the load balancer's ports under 9 x 10 s of load: the kernel's default, then the role's
     bench/run --deploy-levers   re-runs of site.yml with 8 backends, each ansible.cfg speed-up undone in turn
+    bench/run --rollout    rollouts of 8 backends under load: one at a time, in batches of 2 and of 25%
     bench/run --keep       leave the containers running afterwards (for a look around)
 
 Everything runs on this machine, in containers on Docker networks this
@@ -36,9 +37,12 @@ import yaml  # ansible-core's dependency, so in the project venv
 import loadgen
 import original_stack
 import reporting
+import rollout
 from cpu import CpuMeter
 from labs import APP_VARS, BACKEND_PORT, Lab
 from shell import PROJECT_ROOT, StepFailed, info, run, step
+
+from tests.support.load import LoadGenerator
 
 # Per mode: wrk load, warm-up rounds and their length, measured rounds (soak: slices
 # per phase), and (full and smoke only) the backend counts whose idempotent re-run
@@ -78,6 +82,8 @@ MODES = {
         "warmup_rounds": 1,
         "measured_rounds": 3,
     },
+    # One rollout of a new release per batch size, under ROLLOUT_LOAD.
+    "rollout": {},
 }
 # The kernel setting the soak compares, and where its role default lives.
 SOAK_SYSCTL = "net.ipv4.tcp_tw_reuse"
@@ -100,6 +106,21 @@ LEVERS_BACKENDS = 8
 # Set in the caller's environment, these would change every lever's runs, the baseline's too.
 LEVER_OVERRIDES = ("ANSIBLE_CONFIG", "ANSIBLE_PIPELINING", "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_FORKS",
                    "ANSIBLE_GATHERING", "ANSIBLE_STRATEGY", "ANSIBLE_KEEP_REMOTE_FILES")
+
+# The rollouts timed, in order, each of a release of its own: rolling_update.yml's extra vars. The
+# canary (rolling_canary, on by default) goes alone before the batches.
+ROLLOUTS = {
+    "one at a time": {"rolling_serial": 1},
+    "batches of 2": {"rolling_serial": 2},
+    "batches of 25%": {"rolling_serial": "25%"},
+}
+ROLLOUT_BACKENDS = 8
+# The load during each rollout: new-connection clients paced at this many requests/s in all, as the
+# Molecule scenarios' (tests/support/load.py), so that the rollout's time is the deploy's, not the load's.
+ROLLOUT_LOAD = {"concurrency": 8, "rate": 100}
+# The targets: the 25% rollout's whole time, and how far the mean batch time may move with the batch size.
+ROLLOUT_TARGET_SECONDS = 60
+ROLLOUT_BATCH_SPREAD = 1.2
 
 # The defaults before the backends were pinned to a CPU each: sync workers, no upstream keep-alive.
 SYNC_BACKENDS = {"flask_app_worker_class": "sync", "nginx_lb_keepalive": 0}
@@ -243,6 +264,19 @@ def check_serving(targets: dict) -> None:
     info(f"all {len(targets)} setups answer 200 with the expected JSON")
 
 
+def rollout_validity(rollouts: dict) -> list[str]:
+    """A rollout during which a request failed, or that switched nothing, is no measurement of a good one."""
+    reasons = []
+    for label, measured in rollouts.items():
+        load = measured["load"]
+        if load["errors"] or load["non_2xx"]:
+            reasons.append(f"rollout {label}: {load['errors']} errors, {load['non_2xx']} non-2xx "
+                           f"in {load['requests']} requests")
+        if not measured["timings"]["batches"]:
+            reasons.append(f"rollout {label}: no backend switched")
+    return reasons
+
+
 def validity(summary: dict, deploys: dict) -> list[str]:
     reasons = []
     for key, figures in summary.items():
@@ -297,7 +331,7 @@ def labs_of_mode(
             )
             for name in variants or VARIANTS
         ]
-    backends = LEVERS_BACKENDS if mode_name == "levers" else 2
+    backends = {"levers": LEVERS_BACKENDS, "rollout": ROLLOUT_BACKENDS}.get(mode_name, 2)
     return [
         Lab(
             name={"full": "main"}.get(mode_name, mode_name),
@@ -456,6 +490,46 @@ def compare_deploy_levers(results_dir: Path, keep: bool, report: dict, pin_backe
     report["lever_rounds"] = {"warmup": mode["warmup_rounds"], "measured": mode["measured_rounds"]}
 
 
+def release_source(results_dir: Path, label: str) -> Path:
+    """A copy of the demo app with a line of its own added: a new release, as a team's next commit is."""
+    source = results_dir / "sources" / label.replace(" ", "-").replace("%", "pc") / "app"
+    shutil.copytree(PROJECT_ROOT / "app", source, ignore=shutil.ignore_patterns("tests", "__pycache__", ".*"))
+    views = source / "src" / "hello_service" / "views.py"
+    views.write_text(views.read_text() + f"\n# The bench's rollout {label!r}, {time.time()}.\n")
+    return source
+
+
+def measure_rollouts(results_dir: Path, keep: bool, report: dict, pin_backends: bool) -> None:
+    """Each of ROLLOUTS in turn on an 8-backend lab, under paced load; where each one's time went."""
+    (lab,) = labs_of_mode("rollout", results_dir, pin_backends=pin_backends)
+    rollouts: dict[str, dict] = {}
+    try:
+        step(f"Preparing the lab {lab.network} (LB + {lab.backends} backends) with site.yml")
+        prepare_lab(lab)
+        lab.create_containers()
+        report["deploys"] = {"first-converge": [lab.deploy("first converge").as_dict()]}
+        address = lab.address(lab.lb_host)
+        for label, extra in ROLLOUTS.items():
+            source = release_source(results_dir, label)
+            step(f"Rollout {label} ({', '.join(f'{key}={value}' for key, value in extra.items())}) under "
+                 f"{ROLLOUT_LOAD['rate']} requests/s")
+            with LoadGenerator(address, min_requests=0, **ROLLOUT_LOAD) as load:
+                result = lab.rollout(label, {**extra, "flask_app_source_dir": str(source)})
+            timings = rollout.timings(result.task_spans)
+            rollouts[label] = {
+                "extra_vars": extra,
+                "timings": timings,
+                "load": {"requests": load.total, "ok": load.ok, "non_2xx": load.non_2xx, "errors": load.errors,
+                         "samples": load.samples},
+            }
+            info(f"{label}: {timings['seconds']:.1f}s (staging {timings['staging']:.1f}s, "
+                 f"{len(timings['batches'])} batches); load: {load.summary()}")
+    finally:
+        report["rollouts"] = rollouts
+        keep_or_tear_down([lab], keep)
+    report["rollout_targets"] = reporting.rollout_targets(rollouts, ROLLOUT_TARGET_SECONDS, ROLLOUT_BATCH_SPREAD)
+
+
 def wait_for_time_wait_to_expire(lab: Lab) -> None:
     deadline = time.monotonic() + TIME_WAIT_DRAIN_SECONDS
     while (left := lab.time_wait_sockets(lab.lb_host)) > 0:
@@ -541,6 +615,11 @@ def main() -> int:
         "--soak", action="store_true", help="9 x 10 s of load on C: the LB's ports with and without nginx_lb_sysctl"
     )
     group.add_argument(
+        "--rollout",
+        action="store_true",
+        help=f"rollouts of {ROLLOUT_BACKENDS} backends under load: one at a time, in batches of 2 and of 25%%",
+    )
+    group.add_argument(
         "--deploy-levers",
         action="store_true",
         help=f"re-runs of site.yml with {LEVERS_BACKENDS} backends, each ansible.cfg speed-up undone in turn",
@@ -573,6 +652,7 @@ def main() -> int:
         else "variants" if args.variants
         else "soak" if args.soak
         else "levers" if args.deploy_levers
+        else "rollout" if args.rollout
         else "full"
     )
     for name in VARIANTS:
@@ -623,6 +703,7 @@ def main() -> int:
             "variants": "variants of setup C (our stack), with A and B",
             "soak": "the load balancer's ports under sustained load",
             "levers": "deploy speed-ups of ansible.cfg, each undone in turn",
+            "rollout": f"rollouts of {ROLLOUT_BACKENDS} backends under load",
         }[mode_name],
         "mode": mode_name,
         "meta": machine_facts(command),
@@ -648,6 +729,8 @@ def main() -> int:
                 soak(results_dir, args.keep, report, pin_backends)
             elif mode_name == "levers":
                 compare_deploy_levers(results_dir, args.keep, report, pin_backends)
+            elif mode_name == "rollout":
+                measure_rollouts(results_dir, args.keep, report, pin_backends)
             else:
                 benchmark(mode_name, results_dir, args.keep, report, pin_backends)
     except (StepFailed, Interrupted, KeyboardInterrupt, subprocess.SubprocessError) as error:
@@ -669,7 +752,7 @@ def main() -> int:
     report["meta"]["load_average_at_end"] = " ".join(f"{value:.2f}" for value in os.getloadavg())
     findings_only = report.get("soak", {}).get("findings_only", [])
     checked = {key: figures for key, figures in report["summary"].items() if key not in findings_only}
-    reasons = validity(checked, report.get("deploys", {}))
+    reasons = validity(checked, report.get("deploys", {})) + rollout_validity(report.get("rollouts", {}))
     report["valid"], report["invalid_reasons"] = not reasons, reasons
     written = reporting.write_outputs(report, results_dir, chart=mode_name in ("full", "variants"))
     print()

@@ -167,6 +167,11 @@ class Lab:
         info(f"{label}: {deploy.seconds}s, changed={deploy.changed} (recap of {len(recap)} hosts)")
         return deploy
 
+    def rollout(self, label: str, extra: dict) -> playbooks.PlaybookResult:
+        """Run playbooks/rolling_update.yml with EXTRA vars (a release's source, a batch size); return the run."""
+        log_name = f"{self.name}-rollout-{self.backends}-" + re.sub(r"[^A-Za-z0-9]+", "-", label)
+        return self._playbook(log_name, "playbooks/rolling_update.yml", extra)
+
     def remove(self) -> None:
         """Remove the lab's containers and network with lab.yml, as `make down` does."""
         if not self.inventory_path.exists():

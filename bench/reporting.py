@@ -6,6 +6,8 @@ import json
 import statistics
 from pathlib import Path
 
+import rollout
+
 
 def spread(values: list[float]) -> dict:
     return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
@@ -77,6 +79,52 @@ def _target(name, figure, needed, comparison, detail, met=None):
         "met": met,
         "detail": detail,
     }
+
+
+def rollout_targets(rollouts: dict, most_seconds: float, most_spread: float) -> list[dict]:
+    """The 25% rollout within MOST_SECONDS with no failed request; the mean batch time after the canary
+    moving with the batch size by at most MOST_SPREAD (largest over smallest)."""
+    quarter = rollouts.get("batches of 25%")
+    failed = quarter["load"]["errors"] + quarter["load"]["non_2xx"] if quarter else None
+    return [
+        _target(
+            "the rollout in batches of 25% after a canary, seconds",
+            quarter["timings"]["seconds"] if quarter else None,
+            most_seconds,
+            "<=",
+            f"the whole rolling_update.yml run; {failed} failed requests" if quarter else "not run",
+            met=None if quarter is None else quarter["timings"]["seconds"] <= most_seconds and failed == 0,
+        ),
+        _target(
+            "mean batch time after the canary, largest / smallest over the batch sizes",
+            rollout.batch_time_spread(rollouts),
+            most_spread,
+            "<=",
+            ", ".join(rollouts) or "not run",
+        ),
+    ]
+
+
+def rollout_table(rollouts: dict) -> list[str]:
+    """One row per batch of each rollout, with the steps of its switch (the slowest host's, for a module's)."""
+    lines = [
+        "| Rollout | Whole (s) | Staging (s) | Batch | Hosts | Batch (s) | Drain | Restart | Health | Undrain "
+        "(readmit wait) | Other | Requests (failed) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, measured in rollouts.items():
+        timings, load = measured["timings"], measured["load"]
+        for number, batch in enumerate(timings["batches"], start=1):
+            steps = batch["steps"]
+            first = number == 1
+            lines.append(
+                f"| {label if first else ''} | {timings['seconds'] if first else ''} "
+                f"| {timings['staging'] if first else ''} | {number} | {', '.join(batch['hosts'])} | {batch['seconds']} "
+                f"| {steps['drain']} | {steps['restart']} | {steps['health']} | {steps['undrain']} "
+                f"({steps['readmit_wait']}) | {steps['other']} "
+                f"| {(str(load['requests']) + ' (' + str(load['errors'] + load['non_2xx']) + ')') if first else ''} |"
+            )
+    return lines
 
 
 def load_targets(summary: dict, setups: dict, ours: str = "C") -> list[dict]:
@@ -379,8 +427,20 @@ def markdown(report: dict) -> str:
             *soak_table(report["setups"]),
             "",
         ]
-    if report.get("targets"):
-        lines += ["## Targets (ratios of medians from this run)", "", *target_table(report["targets"]), ""]
+    if report.get("rollouts"):
+        lines += [
+            "## Rollouts (playbooks/rolling_update.yml under paced load, this machine)",
+            "",
+            "Seconds. Drain: the load balancers' rotation and the backend's refusal; restart: the old workers finish "
+            "their requests and the new ones are ready; health: until the health check passed; undrain: back in "
+            "rotation, with the wait for the load balancers to send again; other: Ansible's own time in the batch.",
+            "",
+            *rollout_table(report["rollouts"]),
+            "",
+        ]
+    for key, title in (("targets", "Targets (ratios of medians from this run)"), ("rollout_targets", "Targets")):
+        if report.get(key):
+            lines += [f"## {title}", "", *target_table(report[key]), ""]
     scale = report.get("recipe_scale")
     if scale:
         lines += [

@@ -9,6 +9,7 @@ PLAY RECAP text:
     result.stats["app1"]["changed"]      # per host: ok, changed, failed, unreachable, skipped, rescued, ignored
     result.changed_tasks                 # [("app1", "flask_app : Stage the systemd unit"), ...]
     result.failures                      # [Failure(host, task, message), ...]
+    result.task_spans                    # [TaskSpan(play, task, started, ended, results), ...]
     result.output                        # the human-readable log, also written to LOG
 
 Ansible's configuration is the project's (ansible.cfg, or ANSIBLE_* in ENV),
@@ -54,6 +55,28 @@ class Failure:
 
     def __str__(self) -> str:
         return f"{self.host}: {self.task}: {self.message}"
+
+
+@dataclass(frozen=True)
+class TaskSpan:
+    """One task of a run, from its start to the next task's (or play's, or the run's end), with its results.
+
+    Under the linear strategy (ansible.cfg's) every host finishes a task before the next starts, so the
+    span is the task's wall time. `task` is "role : name" as Ansible prints it; `results` maps each host
+    to its result (the last one, for a loop). `play_number` counts the plays started (from 1): a play
+    with `serial` starts once per batch.
+    """
+
+    play: str
+    play_number: int
+    task: str
+    started: float
+    ended: float
+    results: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
 
 
 @dataclass
@@ -116,6 +139,31 @@ class PlaybookResult:
             if event.get("event") in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
                 found.append(Failure(data.get("host", "?"), task_name(data), failure_message(data.get("res", {}))))
         return found
+
+    @property
+    def task_spans(self) -> list[TaskSpan]:
+        """Every task that started, in order, timed by the events' clock (see TaskSpan)."""
+        spans, play, play_number, current = [], "", 0, None
+
+        def close(at):
+            if current is not None:
+                spans.append(TaskSpan(play, play_number, current["task"], current["started"], at, current["results"]))
+
+        for event in self.events:
+            kind, data, at = event.get("event"), event.get("event_data", {}), event.get("time")
+            if kind in ("playbook_on_play_start", "playbook_on_task_start", "playbook_on_stats"):
+                close(at)
+                current = None
+                if kind == "playbook_on_play_start":
+                    play, play_number = data["play"], play_number + 1
+                elif kind == "playbook_on_task_start":
+                    current = {"task": task_name(data), "started": at, "results": {}}
+            elif kind in RESULT_EVENTS and current is not None:
+                current["results"][data["host"]] = data.get("res", {})
+        # A run that died before its stats: its last task ends with its last event.
+        if current is not None and self.events:
+            close(self.events[-1].get("time"))
+        return spans
 
     def check(self) -> PlaybookResult:
         """This result, or an AssertionError naming the failed tasks and the log when the run failed."""

@@ -134,6 +134,33 @@ def test_a_new_release_is_switched_to_and_verified(host):
     assert "failed" not in result
 
 
+class SlowSystem(FakeSystem):
+    """A restart that takes 2.5 s, and a release that answers its first health check only after a second."""
+
+    def systemctl(self, *args):
+        super().systemctl(*args)
+        if args[0] == "restart":
+            self.clock += 2.5
+            self.refusals = 1
+
+    def get(self, url, timeout):
+        if getattr(self, "refusals", 0):
+            self.refusals -= 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        return super().get(url, timeout)
+
+
+def test_a_switch_reports_how_long_its_restart_and_health_check_took(host):
+    system = SlowSystem(str(host / "opt"), str(host / "etc" / "settings.env"))
+    result = run(host, system)
+    assert result["outcome"] == "switched"
+    assert result["steps"] == {"restart": 2.5, "health": 1.0}
+
+
+def test_no_switch_reports_no_steps(host):
+    assert run(host, system_for(host), release=R1)["steps"] == {}
+
+
 def test_a_first_deploy_has_nothing_to_keep(host):
     (host / "opt" / "current").unlink()
     (host / "opt" / "previous").unlink()

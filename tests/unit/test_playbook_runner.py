@@ -139,3 +139,16 @@ def test_facts_are_cached_per_scenario_as_ansible_cfg_caches_them(monkeypatch, t
     monkeypatch.delenv("MOLECULE_EPHEMERAL_DIRECTORY")
     outside = playbook.user_env()["ANSIBLE_CACHE_PLUGIN_CONNECTION"]
     assert outside != str(tmp_path / "facts") and outside == playbook.user_env()["ANSIBLE_CACHE_PLUGIN_CONNECTION"]
+
+
+def test_task_spans_time_each_task_in_order_with_its_results(result):
+    spans = result.task_spans
+    assert [span.task for span in spans] == ["Change something everywhere", "Report without a change", "Skip on web1",
+                                             "Fail and carry on", "Fail one item on db1", "Never reached on db1"]
+    assert {(span.play, span.play_number) for span in spans} == {("Exercise the runner", 1)}
+    # Each starts where the one before it ended, and takes time.
+    assert all(before.ended == after.started for before, after in zip(spans, spans[1:]))
+    assert all(span.seconds > 0 for span in spans)
+    assert set(spans[0].results) == {"web1", "db1"} and spans[0].results["web1"]["changed"] is True
+    # A host that failed has no result in the tasks after its failure.
+    assert set(spans[-1].results) == {"web1"}

@@ -216,6 +216,13 @@ listening:
   type: list
   elements: dict
   returned: always
+steps:
+  description: >-
+    Seconds each step of a switch took: C(restart) (the old workers finish their requests, the new ones
+    are ready) and C(health) (until the health check passed); empty when nothing was switched, and
+    C(health) missing when the check did not pass.
+  type: dict
+  returned: always
 """
 
 import hashlib
@@ -410,6 +417,8 @@ class Release:
         # A rollback keeps the files in force: a failed rollout may have staged others.
         self.files = [] if params["rollback"] else params["files"]
         self.target = self._target()
+        # Seconds each step of a switch took on the host, for whoever times a rollout (bench/run --rollout).
+        self.steps = {}
         # What the switch kept a copy of, and what it changed: a revert puts back what is in both.
         self.kept, self.applied = [], []
 
@@ -476,6 +485,7 @@ class Release:
             "service_state": self.service_state,
             "changed_since_start": self.changed_since_start,
             "listening": [{"address": str(address), "port": port} for address, port in self.sockets],
+            "steps": dict(self.steps),
             **values,
         }
 
@@ -518,9 +528,15 @@ class Release:
         self.system.systemctl("enable", self.service + ".service")
         # A restart, not a reload: Gunicorn resolved the venv and working
         # directory of the old release when it started, and a HUP keeps them.
+        # It returns once the old workers have finished their requests and the
+        # new ones are ready (Type=notify).
+        started = self.system.monotonic()
         self.system.systemctl("restart", self.service + ".service")
+        restarted = self.system.monotonic()
+        self.steps["restart"] = round(restarted - started, 3)
         bind = self.params["bind"]
         self.verify(probe_host(bind["address"]), bind["port"], self.target)
+        self.steps["health"] = round(self.system.monotonic() - restarted, 3)
 
     def revert(self):
         """(outcome, what was done) after a failed switch: what was serving comes back, where it listened."""

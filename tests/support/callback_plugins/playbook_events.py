@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -14,8 +15,10 @@ short_description: Write each task result and the final stats as JSON lines
 description:
   - For tests/support/playbook.py, which reads a run's results from them instead of its readable output.
   - Loaded from ANSIBLE_CALLBACK_PLUGINS without being enabled; writes nothing unless PLAYBOOK_EVENTS_FILE is set.
-  - "Each line is an object with an event (runner_on_ok, runner_on_failed, runner_on_unreachable,
-    runner_on_skipped or playbook_on_stats) and its event_data."
+  - "Each line is an object with an event (playbook_on_play_start, playbook_on_task_start, runner_on_ok,
+    runner_on_failed, runner_on_unreachable, runner_on_skipped or playbook_on_stats), its event_data and
+    its time (seconds since the epoch)."
+  - "A play's or task's start has its name (a role's task's as role : name)."
   - "A result's data holds host, task (its name, rendered), role and res (the result as other callbacks get it,
     no_log censoring applied); a failure's also ignore_errors."
   - "The stats' data maps ok, changed, failures, dark, skipped, rescued, ignored and processed to a count per host."
@@ -37,7 +40,8 @@ class CallbackModule(CallbackBase):
 
     def _write(self, event, data):
         if self._output is not None:
-            self._output.write(json.dumps({"event": event, "event_data": data}, default=str) + "\n")
+            self._output.write(json.dumps({"event": event, "event_data": data, "time": time.time()}, default=str)
+                               + "\n")
             self._output.flush()
 
     def _result(self, event, result, **extra):
@@ -45,6 +49,13 @@ class CallbackModule(CallbackBase):
         self._write(event, {"host": result._host.get_name(), "task": result.task_name,
                             "role": role.get_name(include_role_fqcn=False) if role else None,
                             "res": result._result, **extra})
+
+    def v2_playbook_on_play_start(self, play):
+        self._write("playbook_on_play_start", {"play": play.get_name().strip()})
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        # Named as Ansible prints it: "role : name" for a role's task.
+        self._write("playbook_on_task_start", {"task": task.get_name().strip()})
 
     def v2_runner_on_ok(self, result):
         self._result("runner_on_ok", result)
