@@ -11,8 +11,10 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 
 import pytest
@@ -75,6 +77,8 @@ def run_module(**args):
 
 
 def install(release_dir, **args):
+    """The module on RELEASE_DIR, with pip's cache beside the releases (not the host's)."""
+    args.setdefault("pip_cache_dir", str(release_dir.parent.parent / "pip-cache"))
     return run_module(release_dir=str(release_dir), release_id=RELEASE_ID, python=sys.executable, **args)
 
 
@@ -111,6 +115,23 @@ def test_the_release_installs_with_pip_run_from_the_host_s_wheel(installed, host
     assert (result["changed"], result["pip"]) == (True, host_pip_wheel)
     imported = venv_python(release_dir, "import tinyapp, tinydep; print(tinyapp.VERSION, tinydep.VERSION)")
     assert imported.stdout.split() == ["2.0", "1.0"], imported.stderr
+
+
+def test_pip_runs_unpacked_and_byte_compiled_from_the_cache_made_once(installed, host_pip_wheel):
+    release_dir, _ = installed
+    cache = release_dir.parent.parent / "pip-cache"
+    unpacked = cache / os.path.basename(host_pip_wheel).removesuffix(".whl")
+    assert [entry.name for entry in cache.iterdir()] == [unpacked.name]
+    assert list((unpacked / "pip" / "__pycache__").glob("__init__.*.pyc"))
+    made = unpacked.stat().st_mtime_ns
+    # Another release on the same host: pip comes from the same directory, which is not made again.
+    other = release_dir.parent / "0a1b2c3d4e5f"
+    shutil.copytree(release_dir, other, ignore=shutil.ignore_patterns("venv", ".installed", "release.env"))
+    result = run_module(release_dir=str(other), release_id="0a1b2c3d4e5f", python=sys.executable,
+                        pip_cache_dir=str(cache))
+    assert result["changed"] is True
+    assert venv_python(other, "import tinyapp; print(tinyapp.VERSION)").stdout.strip() == "2.0"
+    assert unpacked.stat().st_mtime_ns == made and [entry.name for entry in cache.iterdir()] == [unpacked.name]
 
 
 def test_the_venv_carries_no_pip(installed):
@@ -243,3 +264,53 @@ def test_the_documented_options_are_the_module_s():
     documented = yaml.safe_load(flask_app_install.DOCUMENTATION)["options"]
     assert {name: {key: option[key] for key in ("type", "required", "default") if key in option}
             for name, option in documented.items()} == flask_app_install.ARGUMENT_SPEC
+
+
+def artifact_of(release_dir, path):
+    """A .tar.gz of RELEASE_DIR's content, as the build module packs a release, at PATH."""
+    with tarfile.open(path, "w:gz") as archive:
+        for entry in sorted(release_dir.iterdir()):
+            archive.add(entry, arcname=entry.name)
+    return path
+
+
+def test_the_artifact_is_unpacked_in_place_of_a_half_done_install_and_removed(tmp_path, host_pip_wheel):
+    made = unpacked_release(tmp_path / "build")
+    (made / "bin").mkdir()
+    (made / "bin" / "tool").write_text("#!/bin/sh\n")
+    (made / "bin" / "tool").chmod(0o700)
+    release_dir = tmp_path / "opt" / "releases" / RELEASE_ID
+    (release_dir / "wheels").mkdir(parents=True)
+    (release_dir / "wheels" / "left-over.whl").write_text("")
+    artifact = artifact_of(made, tmp_path / "opt" / "releases" / f"{RELEASE_ID}.tar.gz")
+    result = install(release_dir, artifact=str(artifact))
+    assert result["changed"] is True
+    assert not artifact.exists()
+    assert sorted(path.name for path in (release_dir / "wheels").iterdir()) == sorted(
+        path.name for path in (made / "wheels").iterdir())
+    assert venv_python(release_dir, "import tinyapp; print(tinyapp.VERSION)").stdout.strip() == "2.0"
+    modes = {path.relative_to(release_dir).as_posix(): oct(path.stat().st_mode & 0o777)
+             for path in [release_dir, release_dir / "wheels", release_dir / "requirements.txt", release_dir / "bin" / "tool"]}
+    assert modes == {".": "0o755", "wheels": "0o755", "requirements.txt": "0o644", "bin/tool": "0o755"}
+    # Nothing of the unpacking is left beside the release.
+    assert sorted(path.name for path in release_dir.parent.iterdir()) == [RELEASE_ID]
+
+
+@pytest.mark.parametrize("member", ["../outside", "/etc/outside", "link"])
+def test_an_artifact_member_outside_the_release_or_not_a_plain_file_fails_the_install(tmp_path, member):
+    releases = tmp_path / "opt" / "releases"
+    releases.mkdir(parents=True)
+    artifact = releases / f"{RELEASE_ID}.tar.gz"
+    with tarfile.open(artifact, "w:gz") as archive:
+        info = tarfile.TarInfo(member)
+        if member == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(info)
+        else:
+            info.size = 1
+            archive.addfile(info, io.BytesIO(b"x"))
+    result = install(releases / RELEASE_ID, artifact=str(artifact))
+    assert result["failed"] is True
+    assert f"{member} is not a plain file or directory inside the release" in result["msg"]
+    assert not (tmp_path / "opt" / "outside").exists() and not (releases / RELEASE_ID).exists()
+    assert sorted(path.name for path in releases.iterdir()) == [f"{RELEASE_ID}.tar.gz"]

@@ -1,16 +1,18 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Install an unpacked release on a backend: its venv, its packages, its environment file and its marker."""
+"""Install a release on a backend: unpack its artifact, then its venv, its packages, its environment file and its marker."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: flask_app_install
-short_description: Build an unpacked release's virtual environment offline, with one pip run
+short_description: Unpack a release and build its virtual environment offline, with one pip run
 description:
-  - Installs a release the flask_app role unpacked in I(release_dir), which holds C(wheels/), the
-    hash-pinned C(requirements.txt) (the app's own wheel pinned too) and C(gunicorn.conf.py).
+  - Installs a release in I(release_dir), which holds C(wheels/), the hash-pinned C(requirements.txt)
+    (the app's own wheel pinned too) and C(gunicorn.conf.py). With I(artifact), unpacks that first,
+    owned by root and read-only to others, in place of whatever a half-done install left; a member
+    that is not a plain file or directory inside the release fails the install.
   - Creates C(venv/) from scratch with I(python)'s C(venv) module and no pip in it, then installs
     every requirement into it with one pip run, from the release's wheels only (no package index)
     and each checked against its hash. Then writes C(release.env) and, last, the C(.installed)
@@ -20,12 +22,20 @@ description:
     that holds one wins, the newest version in it. I(python) says where its own are (C(WHEEL_PKG_DIR),
     set by Debian and Ubuntu, then C(/usr/share/python-wheels), then its C(ensurepip) bundle).
     Without one, the venv is created with pip, and that pip installs the release.
+  - That wheel is unpacked and byte-compiled once, in I(pip_cache_dir). Run from the zip, pip's own
+    code would be compiled again at every install, nearly as much work as the install itself.
   - A release whose C(.installed) marker names I(release_id) is left as it is.
 options:
   release_dir:
-    description: The unpacked release, C(<prefix>/releases/<id>).
+    description: The release's directory, C(<prefix>/releases/<id>).
     type: path
     required: true
+  artifact:
+    description:
+      - The release's artifact (a C(.tar.gz) the build module made) on the host, unpacked into
+        I(release_dir) and then removed. Empty expects I(release_dir) unpacked already.
+    type: path
+    default: ""
   release_id:
     description: The release's id, written to C(.installed) and C(release.env).
     type: str
@@ -40,11 +50,16 @@ options:
     description: The host's interpreter the venv is made from (the service's Python).
     type: path
     default: /usr/bin/python3
+  pip_cache_dir:
+    description: Where the host's pip wheel is kept unpacked and byte-compiled, one directory per wheel.
+    type: path
+    default: /var/cache/flask_app/pip
 """
 
 EXAMPLES = r"""
 - name: Install the release
   flask_app_install:
+    artifact: /opt/orders/releases/3f2a9c1b7d04.tar.gz
     release_dir: /opt/orders/releases/3f2a9c1b7d04
     release_id: 3f2a9c1b7d04
     release_id_variable: ORDERS_RELEASE
@@ -66,13 +81,17 @@ venv:
 import glob
 import json
 import os
+import shutil
+import tarfile
 import tempfile
+import zipfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.compat.version import LooseVersion
 
 INSTALLED_MARKER = ".installed"
 ENVIRONMENT_FILE = "release.env"
+DEFAULT_PIP_CACHE_DIR = "/var/cache/flask_app/pip"
 # Debian's python3-pip-whl puts its wheels here, the ones its venv module installs from.
 SYSTEM_WHEEL_DIR = "/usr/share/python-wheels"
 # Run by the target Python: its paths are not the module's interpreter's.
@@ -98,6 +117,73 @@ def newest_pip_wheel(directories):
         if wheels:
             return max(wheels, key=lambda path: LooseVersion(os.path.basename(path).split("-")[1]))
     return ""
+
+
+def unpack(artifact, release_dir):
+    """Unpack ARTIFACT as RELEASE_DIR, replacing what is there: root's (when root), read-only to others."""
+    parent = os.path.dirname(release_dir)
+    partial = tempfile.mkdtemp(prefix="." + os.path.basename(release_dir) + ".", dir=parent)
+    try:
+        with tarfile.open(artifact, "r:gz") as archive:
+            for member in archive.getmembers():
+                name = os.path.normpath(member.name)
+                if not (member.isfile() or member.isdir()) or os.path.isabs(name) or name.split(os.sep)[0] == "..":
+                    raise InstallError("%s: %s is not a plain file or directory inside the release"
+                                       % (artifact, member.name))
+                target = os.path.join(partial, name)
+                if member.isdir():
+                    os.makedirs(target, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with archive.extractfile(member) as source, open(target, "wb") as copy:
+                    shutil.copyfileobj(source, copy)
+                # u=rwX,go=rX: executable for all where the member was for anyone.
+                os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+        for directory, subdirectories, files in os.walk(partial):
+            os.chmod(directory, 0o755)
+            if os.geteuid() == 0:
+                for name in [*subdirectories, *files]:
+                    os.lchown(os.path.join(directory, name), 0, 0)
+        if os.geteuid() == 0:
+            os.chown(partial, 0, 0)
+        if os.path.lexists(release_dir):
+            shutil.rmtree(release_dir)
+        os.rename(partial, release_dir)
+    except (OSError, tarfile.TarError) as error:
+        raise InstallError("unpacking %s: %s" % (artifact, error))
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    os.unlink(artifact)
+
+
+def unpacked_pip(module, python, wheel, cache_dir):
+    """The directory holding `wheel` unpacked and byte-compiled by `python`, made the first time.
+
+    Made under another name and renamed into place: a directory with the
+    final name is complete. Its `pip` runs as the wheel's does (pip's
+    __main__ puts the directory above it on sys.path).
+    """
+    target = os.path.join(cache_dir, os.path.basename(wheel)[:-len(".whl")])
+    if os.path.isdir(target):
+        return target
+    os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+    partial = tempfile.mkdtemp(prefix=".partial-", dir=cache_dir)
+    try:
+        # The distribution's own wheel; zipfile keeps every member inside the directory.
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(partial)
+        # -d: tracebacks name the files where they end up.
+        run(module, [python, "-m", "compileall", "-q", "-d", target, partial], "byte-compiling %s" % wheel)
+        os.chmod(partial, 0o755)
+        try:
+            os.rename(partial, target)
+        except OSError:
+            # Another install on this host made it meanwhile.
+            if not os.path.isdir(target):
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def pip_install_args(release_dir):
@@ -145,22 +231,27 @@ def installed(marker, release_id):
         return False
 
 
-def install(module, release_dir, release_id, release_id_variable, python, check_mode):
+def install(module, release_dir, release_id, release_id_variable, python, check_mode,
+            pip_cache_dir=DEFAULT_PIP_CACHE_DIR, artifact=""):
     """Install the release unless it is; return the module's result."""
     venv, marker = os.path.join(release_dir, "venv"), os.path.join(release_dir, INSTALLED_MARKER)
     if installed(marker, release_id):
+        if artifact and os.path.exists(artifact):
+            os.unlink(artifact)
         return {"changed": False, "pip": "", "venv": venv}
     pip_wheel = newest_pip_wheel(wheel_directories(module, python))
     result = {"changed": True, "pip": pip_wheel or "venv", "venv": venv}
     if check_mode:
         return result
+    if artifact:
+        unpack(artifact, release_dir)
     # A marker that names another release: this one is not installed until the end.
     if os.path.lexists(marker):
         os.unlink(marker)
     if pip_wheel:
         run(module, [python, "-m", "venv", "--without-pip", "--clear", venv], "creating %s" % venv)
-        # A wheel is a zip that Python runs pip from, as ensurepip itself does.
-        pip = [os.path.join(venv, "bin", "python"), os.path.join(pip_wheel, "pip")]
+        pip_dir = unpacked_pip(module, python, pip_wheel, pip_cache_dir)
+        pip = [os.path.join(venv, "bin", "python"), os.path.join(pip_dir, "pip")]
     else:
         run(module, [python, "-m", "venv", "--clear", venv], "creating %s with pip" % venv)
         pip = [os.path.join(venv, "bin", "pip")]
@@ -173,9 +264,11 @@ def install(module, release_dir, release_id, release_id_variable, python, check_
 
 ARGUMENT_SPEC = {
     "release_dir": {"type": "path", "required": True},
+    "artifact": {"type": "path", "default": ""},
     "release_id": {"type": "str", "required": True},
     "release_id_variable": {"type": "str", "default": ""},
     "python": {"type": "path", "default": "/usr/bin/python3"},
+    "pip_cache_dir": {"type": "path", "default": DEFAULT_PIP_CACHE_DIR},
 }
 
 
@@ -184,7 +277,7 @@ def main():
     params = module.params
     try:
         result = install(module, params["release_dir"], params["release_id"], params["release_id_variable"],
-                         params["python"], module.check_mode)
+                         params["python"], module.check_mode, params["pip_cache_dir"], params["artifact"])
     except InstallError as error:
         module.fail_json(msg="release %s: %s" % (params["release_id"], error))
     module.exit_json(**result)
