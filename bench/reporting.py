@@ -437,6 +437,12 @@ def markdown(report: dict) -> str:
             "",
             *rollout_table(report["rollouts"]),
             "",
+            "Staging's tasks of 1 s or more (seconds, the hosts in parallel):",
+            "",
+            *[f"- {label}: " + "; ".join(f"{task} {seconds}" for task, seconds in
+                                         measured["timings"].get("staging_tasks", {}).items())
+              for label, measured in report["rollouts"].items()],
+            "",
         ]
     for key, title in (("targets", "Targets (ratios of medians from this run)"), ("rollout_targets", "Targets")):
         if report.get(key):

@@ -66,16 +66,24 @@ def batch_timing(batch: list) -> dict:
             "steps": {name: round(value, 2) for name, value in steps.items()}}
 
 
+# Staging's tasks that took at least this long (seconds) are reported by name.
+STAGING_TASK_SECONDS = 1.0
+
+
 def timings(spans: list) -> dict:
-    """The whole rollout, its staging, and each batch that switched a host (see batch_timing)."""
+    """The whole rollout, its staging (and its slowest tasks), and each batch that switched a host
+    (see batch_timing)."""
     if not spans:
-        return {"seconds": 0.0, "staging": 0.0, "switching": 0.0, "batches": []}
+        return {"seconds": 0.0, "staging": 0.0, "staging_tasks": {}, "switching": 0.0, "batches": []}
     staging = [span for span in spans if span.play == STAGE_PLAY]
     batches = [batch_timing(batch) for batch in _batches(spans)]
     switch_spans = [span for span in spans if span.play == SWITCH_PLAY]
     return {
         "seconds": round(spans[-1].ended - spans[0].started, 2),
         "staging": round(staging[-1].ended - staging[0].started, 2) if staging else 0.0,
+        "staging_tasks": {span.task: round(span.seconds, 2)
+                          for span in sorted(staging, key=lambda span: span.seconds, reverse=True)
+                          if span.seconds >= STAGING_TASK_SECONDS},
         "switching": round(switch_spans[-1].ended - switch_spans[0].started, 2) if switch_spans else 0.0,
         "batches": [batch for batch in batches if batch["hosts"]],
     }

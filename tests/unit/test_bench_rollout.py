@@ -55,6 +55,10 @@ def test_the_whole_rollout_staging_and_switching_are_timed(timed):
     # The batches take 7.5 s and 10.5 s, the batch that switched nothing 0.5 s.
     assert (timed["seconds"], timed["staging"]) == (2 + 4 + 6 + 7.5 + 10.5 + 0.5 + 1, 10.0)
     assert timed["switching"] == 7.5 + 10.5 + 0.5
+    # Staging's slowest tasks, slowest first.
+    assert list(timed["staging_tasks"].items()) == [
+        ("flask_app : Install the release in its own virtual environment", 6.0),
+        ("flask_app : Build the release artifact on the controller", 4.0)]
 
 
 def test_each_batch_that_switched_is_timed_by_step_with_its_slowest_host(timed):
