@@ -42,6 +42,7 @@ from cpu import CpuMeter
 from labs import APP_VARS, BACKEND_PORT, Lab
 from shell import PROJECT_ROOT, StepFailed, info, run, step
 
+from tests.support.demo_release import demo_release
 from tests.support.load import LoadGenerator
 
 # Per mode: wrk load, warm-up rounds and their length, measured rounds (soak: slices
@@ -490,15 +491,6 @@ def compare_deploy_levers(results_dir: Path, keep: bool, report: dict, pin_backe
     report["lever_rounds"] = {"warmup": mode["warmup_rounds"], "measured": mode["measured_rounds"]}
 
 
-def release_source(results_dir: Path, label: str) -> Path:
-    """A copy of the demo app with a line of its own added: a new release, as a team's next commit is."""
-    source = results_dir / "sources" / label.replace(" ", "-").replace("%", "pc") / "app"
-    shutil.copytree(PROJECT_ROOT / "app", source, ignore=shutil.ignore_patterns("tests", "__pycache__", ".*"))
-    views = source / "src" / "hello_service" / "views.py"
-    views.write_text(views.read_text() + f"\n# The bench's rollout {label!r}, {time.time()}.\n")
-    return source
-
-
 def measure_rollouts(results_dir: Path, keep: bool, report: dict, pin_backends: bool) -> None:
     """Each of ROLLOUTS in turn on an 8-backend lab, under paced load; where each one's time went."""
     (lab,) = labs_of_mode("rollout", results_dir, pin_backends=pin_backends)
@@ -510,7 +502,9 @@ def measure_rollouts(results_dir: Path, keep: bool, report: dict, pin_backends: 
         report["deploys"] = {"first-converge": [lab.deploy("first converge").as_dict()]}
         address = lab.address(lab.lb_host)
         for label, extra in ROLLOUTS.items():
-            source = release_source(results_dir, label)
+            # A new release, as a team's next commit is.
+            source = demo_release(results_dir / "sources" / label.replace(" ", "-").replace("%", "pc"),
+                                  f"\n# The bench's rollout {label!r}, {time.time()}.\n")
             step(f"Rollout {label} ({', '.join(f'{key}={value}' for key, value in extra.items())}) under "
                  f"{ROLLOUT_LOAD['rate']} requests/s")
             with LoadGenerator(address, min_requests=0, **ROLLOUT_LOAD) as load:

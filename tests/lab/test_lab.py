@@ -18,6 +18,7 @@ import pytest
 
 from tests.support import inventory as inventories
 from tests.support import playbook
+from tests.support.demo_release import demo_release
 from tests.support.prometheus import Prometheus
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,10 +136,7 @@ def test_a_rollout_in_the_lab_takes_each_backend_out_on_the_load_balancer(clean_
     # The drain is a task each backend's play delegates to lb1: it must run in lb1's container, with
     # lb1's address, not in the backend's own (where it would find no site and do nothing). It records the
     # backend out of rotation there without a reload: the backend refuses new connections itself.
-    source = tmp_path / "app"
-    shutil.copytree(os.path.join(PROJECT, "app"), source, ignore=shutil.ignore_patterns("tests", "__pycache__", ".*"))
-    with open(source / "src" / "hello_service" / "views.py", "a", encoding="utf-8") as views:
-        views.write("\n# A change that makes a new release.\n")
+    source = demo_release(tmp_path, "\n# A change that makes a new release.\n")
     result = playbook.run("playbooks/rolling_update.yml", os.path.join(PROJECT, "inventories", "local"),
                           "-e", f"flask_app_source_dir={source}", env=playbook.user_env(), check=True)
     drains = {}

@@ -9,7 +9,7 @@ PLAY RECAP text:
     result.stats["app1"]["changed"]      # per host: ok, changed, failed, unreachable, skipped, rescued, ignored
     result.changed_tasks                 # [("app1", "flask_app : Stage the systemd unit"), ...]
     result.failures                      # [Failure(host, task, message), ...]
-    result.task_spans                    # [TaskSpan(play, task, started, ended, results), ...]
+    result.task_spans                    # [TaskSpan(play, play_number, task, started, ended, results), ...]
     result.output                        # the human-readable log, also written to LOG
 
 Ansible's configuration is the project's (ansible.cfg, or ANSIBLE_* in ENV),

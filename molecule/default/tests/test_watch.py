@@ -7,14 +7,14 @@ tests (pytest takes the files in name order): its rolling deploy leaves the
 backends on a release of their own, which those tests do not expect.
 """
 
-import shutil
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import PROJECT, SERVICE, LoadGenerator, address_of, inventory, run_playbook, wait_for
+from conftest import SERVICE, LoadGenerator, address_of, inventory, run_playbook, wait_for
+from tests.support.demo_release import demo_release
 from tests.support.prometheus import Prometheus, increase_without_resets
 
 testinfra_hosts = []
@@ -107,9 +107,7 @@ def test_counts_stay_exact_across_a_reload_of_every_backend(prometheus, backend_
 
 def test_a_rolling_deploy_reads_as_resets_never_as_negative_or_double_counts(prometheus, tmp_path,
                                                                              scenario_hosts_file):
-    source = tmp_path / "app"
-    shutil.copytree(f"{PROJECT}/app", source, ignore=shutil.ignore_patterns("tests", "__pycache__", ".*"))
-    (source / "src" / "hello_service" / "metrics_release.py").write_text("# a new release\n")
+    source = demo_release(tmp_path, "\n# A release for the metrics' resets.\n")
     app_before, lb_before = quiet_counts(prometheus)
     since = time.time()
     with LoadGenerator(address_of("lb1"), concurrency=4, rate=100, min_requests=600, max_seconds=600) as load:

@@ -8,15 +8,15 @@ import contextlib
 import datetime
 import json
 import re
-import shutil
 import time
 
 import pytest
 
-from conftest import (EXPECTED_BODY, PROJECT, SERVICE, LoadGenerator, address_of, connection_header, drained_endpoints, gunicorn_pids,
+from conftest import (EXPECTED_BODY, SERVICE, LoadGenerator, address_of, connection_header, drained_endpoints, gunicorn_pids,
                       healthz, inventory, listening_sockets, nginx_reloads, rotation, run_playbook, upstream_lines, upstream_peers,
                       upstream_servers, request, wait_for, write_inventory)
 
+from tests.support.demo_release import demo_release
 from tests.support.traffic import KINDS, Traffic
 
 testinfra_hosts = []
@@ -62,15 +62,6 @@ def started_at(name):
 # the one running takes one of these, and installs nothing.
 R2_CHANGE = "\n# A change that makes a new release.\n"
 R4_CHANGE = "\n# A release for two at a time.\n"
-
-
-def app_copy(tmp_path, added):
-    """A copy of the service's source with text added to one module: a release of its own."""
-    source = tmp_path / "app"
-    shutil.copytree(f"{PROJECT}/app", source, ignore=shutil.ignore_patterns("tests", "__pycache__", ".*"))
-    views = source / "src" / "hello_service" / "views.py"
-    views.write_text(views.read_text() + added)
-    return source
 
 
 SWITCH_PLAY = "PLAY [Switch backends in batches, out of rotation]"
@@ -142,7 +133,7 @@ def test_backends_with_one_cpu_run_one_keep_alive_worker_by_default(lb_address):
 
 
 def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file, lb_address):
-    source = app_copy(tmp_path, R2_CHANGE)
+    source = demo_release(tmp_path, R2_CHANGE)
     # One backend at a time. Each refuses new connections itself while it switches: nginx is never reloaded.
     deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", f"flask_app_source_dir={source}",
                       max_reloads=0)
@@ -158,7 +149,7 @@ def test_rolling_deploy_of_a_changed_release_drops_nothing(tmp_path, hosts_file,
 def test_broken_release_fails_on_the_canary_alone_and_stops_the_rollout(tmp_path, hosts_file, lb_address):
     untouched = {name: started_at(name) for name in BACKENDS[1:]}
     # Builds, installs and passes `gunicorn --check-config`, but never reports healthy.
-    source = app_copy(tmp_path, "\n\n@bp.before_app_request\ndef _broken():\n    from flask import request, abort\n"
+    source = demo_release(tmp_path, "\n\n@bp.before_app_request\ndef _broken():\n    from flask import request, abort\n"
                                 "    if request.path == '/healthz':\n        abort(503)\n")
     # Batches of two: the first backend still goes alone. With a settings change too: the hosts must
     # keep the settings their release runs with.
@@ -212,7 +203,7 @@ def releases_installed(name):
 
 def test_batch_as_large_as_the_backends_in_rotation_is_refused_before_any_change(tmp_path, hosts_file):
     before = {name: (started_at(name), releases_installed(name)) for name in BACKENDS}
-    source = app_copy(tmp_path, "\n# A release that must not be staged.\n")
+    source = demo_release(tmp_path, "\n# A release that must not be staged.\n")
     for batch in ("3", "100%"):
         returncode, output, _ = run_playbook("playbooks/rolling_update.yml", hosts_file, "-e", f"rolling_serial={batch}",
                                              "-e", f"flask_app_source_dir={source}", check=False)
@@ -227,7 +218,7 @@ def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path,
     lb = host("lb1")
     assert rotation("lb1", state="drained", backends=["app3"])["drained"] == ["app3"]
     try:
-        source = app_copy(tmp_path, R4_CHANGE)
+        source = demo_release(tmp_path, R4_CHANGE)
         # Without the canary, the first batch is app1 and app2 together.
         output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
                                       "-e", "rolling_canary=false", "-e", f"flask_app_source_dir={source}",
@@ -245,7 +236,7 @@ def test_a_batch_is_refused_when_it_would_leave_no_backend_in_rotation(tmp_path,
 
 
 def test_batches_of_two_switch_with_no_dropped_request(tmp_path, hosts_file, lb_address):
-    source = app_copy(tmp_path, R4_CHANGE)
+    source = demo_release(tmp_path, R4_CHANGE)
     # With unpaced kept-alive and new-connection clients too: no reload closes their connections, and the
     # backends' kept-alive upstream connections (gthread workers) close with an answer, never under a request.
     output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address, "-e", "rolling_serial=2",
@@ -265,7 +256,7 @@ def previous_release(name):
 
 def test_rollback_after_a_partial_rollout_is_refused_until_a_release_is_named(tmp_path, hosts_file, lb_address):
     # A rollout that reached app1 only (here by --limit): app1 runs R5 after R4, app2 and app3 still run R4.
-    source = app_copy(tmp_path, "\n# A release that reaches app1 only.\n")
+    source = demo_release(tmp_path, "\n# A release that reaches app1 only.\n")
     run_playbook("playbooks/rolling_update.yml", hosts_file, "--limit", "app1", "-e", f"flask_app_source_dir={source}")
     r5 = current_release("app1")
     assert r5 != state["R4"] and previous_release("app1") == state["R4"]
@@ -302,7 +293,7 @@ def test_a_port_and_address_change_takes_each_backend_out_of_rotation_and_back_a
                             {**LB_VARS, "backends": {"flask_app_port": 8081, "nginx_lb_backend_port": 8081}},
                             {name: {"flask_app_bind_address": addresses[name]} for name in BACKENDS})
     # The same source as R4: the release stays, only the socket changes.
-    source = app_copy(tmp_path, R4_CHANGE)
+    source = demo_release(tmp_path, R4_CHANGE)
     before = {name: started_at(name) for name in BACKENDS}
     # The backends' playbook alone: each backend must come back at 8081 on the load balancer.
     deploy_under_load("playbooks/rolling_update.yml", moved, lb_address, "-e", f"flask_app_source_dir={source}")
@@ -329,7 +320,7 @@ def unit(name):
 
 def test_a_unit_the_service_cannot_start_under_is_reverted_on_the_first_host(tmp_path, hosts_file, lb_address):
     # The same source as R4: only the unit changes. Without AF_INET Gunicorn cannot open its socket.
-    source = app_copy(tmp_path, R4_CHANGE)
+    source = demo_release(tmp_path, R4_CHANGE)
     before = {name: (started_at(name), unit(name)) for name in BACKENDS}
     output, _ = deploy_under_load("playbooks/rolling_update.yml", hosts_file, lb_address,
                                   "-e", f"flask_app_source_dir={source}", "-e", "flask_app_health_timeout=10",
@@ -400,7 +391,7 @@ def test_a_backend_failing_in_a_batch_leaves_its_healthy_neighbour_serving(tmp_p
     failing = write_inventory(tmp_path / "hosts.yml", {"loadbalancers": ["lb1"], "backends": BACKENDS}, LB_VARS,
                               host_vars={"app2": {"flask_app_restrict_address_families": ["AF_UNIX"]}})
     # R2 again: installed everywhere, so the rollout's time goes to the switch.
-    source = app_copy(tmp_path, R2_CHANGE)
+    source = demo_release(tmp_path, R2_CHANGE)
     output, _ = deploy_under_load("playbooks/rolling_update.yml", failing, lb_address, "-e", "rolling_serial=2",
                                   "-e", "rolling_canary=false", "-e", f"flask_app_source_dir={source}",
                                   "-e", "flask_app_health_timeout=10", expect_success=False, max_reloads=1)
@@ -417,7 +408,7 @@ def test_rollout_refuses_to_drain_the_last_backend_in_rotation(tmp_path, lb_addr
                                  all_vars={"nginx_lb_backend_down": "{{ inventory_hostname in ['app2', 'app3'] }}"})
     run_playbook("playbooks/loadbalancers.yml", hosts_file)
     # R4, which app1 ran before: installed, so the run gets to the drain at once.
-    source = app_copy(tmp_path, R4_CHANGE)
+    source = demo_release(tmp_path, R4_CHANGE)
     returncode, output, _ = run_playbook("playbooks/rolling_update.yml", hosts_file,
                                          "-e", f"flask_app_source_dir={source}", check=False)
     assert returncode != 0
